@@ -23,6 +23,21 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+# Up to this size matrices are handled as small: products as broadcast-multiply-reduce (one
+# fused element-wise loop instead of a batched `dot_general` per product) and the LU
+# unrolled in Python instead of a `fori_loop`. At the default shapes (256 examples x 6
+# blocks of 5 x 5 Jacobians) the step is dominated by the fixed cost of many tiny batched
+# ops, so fewer, fused ops are what makes it fast (bench/jacobian_cost.py, docs/performance.md).
+SMALL = 8
+
+
+def small_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """`a @ b` for batched `[..., n, m] @ [..., m, k]`; element-wise multiply-reduce when
+    every side is at most `SMALL` (XLA fuses it into one loop), a `dot_general` otherwise."""
+    if max(a.shape[-2:] + b.shape[-1:]) <= SMALL:
+        return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+    return a @ b
+
 
 def log_abs_det(a: jax.Array) -> jax.Array:
     r"""log |det A| of `[..., n, n]` matrices by LU with partial pivoting.
@@ -30,7 +45,7 @@ def log_abs_det(a: jax.Array) -> jax.Array:
     At column k the row with the largest |a_ik| (i >= k) is swapped into place, the pivot's
     log-magnitude is accumulated and the rows below are eliminated; log |det A| =
     sum_k log |u_kk| (row swaps only flip the sign). Differentiable almost everywhere (the
-    pivot choice is piecewise constant).
+    pivot choice is piecewise constant). For n <= `SMALL` the column loop is unrolled.
 
     Args:
       a: `[..., n, n]`.
@@ -46,9 +61,9 @@ def log_abs_det(a: jax.Array) -> jax.Array:
         col = jnp.where(idx >= k, jnp.abs(a[..., :, k]), -1.0)
         p = jnp.argmax(col, axis=-1)
         row_k = a[..., k, :]
-        row_p = jnp.take_along_axis(a, p[..., None, None], axis=-2)[..., 0, :]
-        is_k = (idx == k)[:, None]
         is_p = (idx == p[..., None])[..., :, None]
+        row_p = jnp.sum(jnp.where(is_p, a, 0.0), axis=-2)
+        is_k = (idx == k)[:, None]
         a = jnp.where(is_k, row_p[..., None, :], jnp.where(is_p, row_k[..., None, :], a))
         pivot = a[..., k, k]
         acc = acc + jnp.log(jnp.abs(pivot))
@@ -57,8 +72,12 @@ def log_abs_det(a: jax.Array) -> jax.Array:
         a = a - factor[..., :, None] * a[..., k, None, :]
         return a, acc
 
-    _, acc = jax.lax.fori_loop(0, n, step, (a, jnp.zeros(a.shape[:-2], a.dtype)))
-    return acc
+    carry = (a, jnp.zeros(a.shape[:-2], a.dtype))
+    if n <= SMALL:
+        for k in range(n):
+            carry = step(k, carry)
+        return carry[1]
+    return jax.lax.fori_loop(0, n, step, carry)[1]
 
 
 def log_abs_det_identity_plus(jac: jax.Array) -> jax.Array:
@@ -72,7 +91,7 @@ def half_logdet_jjt(jac: jax.Array) -> jax.Array:
     J J^T is symmetric positive definite for J of full row rank; its LU needs no pivoting but
     `log_abs_det` pivots anyway, which costs nothing at this size.
     """
-    return 0.5 * log_abs_det(jac @ jnp.swapaxes(jac, -1, -2))
+    return 0.5 * log_abs_det(small_matmul(jac, jnp.swapaxes(jac, -1, -2)))
 
 
 def spectral_norm_gram(jac: jax.Array, *, squarings: int = 10) -> jax.Array:
@@ -97,11 +116,11 @@ def spectral_norm_gram(jac: jax.Array, *, squarings: int = 10) -> jax.Array:
     jt = jnp.swapaxes(jac, -1, -2)
     # Rows of the smaller side: the vector u lives in R^min(d, D).
     small_out = d <= dd
-    gram = jac @ jt if small_out else jt @ jac
+    gram = small_matmul(jac, jt) if small_out else small_matmul(jt, jac)
     b = jax.lax.stop_gradient(gram)
     for _ in range(squarings):
         b = b / (jnp.max(jnp.abs(b), axis=(-2, -1), keepdims=True) + 1e-30)
-        b = b @ b
+        b = small_matmul(b, b)
     norms = jnp.sum(b**2, axis=-2)  # squared norm of every column
     j = jnp.argmax(norms, axis=-1)
     u = jnp.take_along_axis(b, j[..., None, None], axis=-1)[..., 0]

@@ -172,24 +172,19 @@ class ResidualFlow(nnx.Module):
         sigmas = []
         keys = jax.random.split(key, (self.num_blocks, 2))
         need_jac = logdet == "exact" or spectral == "exact"
+        jacs = []  # the exact terms of all blocks are computed together after the pass
         for k in range(self.num_blocks):
             h = self.branch(k)
             if need_jac:
-                jac = jac_lib.batched_jacobian(h, y, mode=jacobian_mode)
-            # Exact terms in plain XLA ops: batched LAPACK calls of several blocks at once
-            # deadlock XLA:CPU's thread pool at D >= 10 (see jaxmr.losses.lapack_free).
-            if logdet == "exact":
-                total = total + lapack_free.log_abs_det_identity_plus(jac)
-            elif logdet == "series":
+                jacs.append(jac_lib.batched_jacobian(h, y, mode=jacobian_mode))
+            if logdet == "series":
                 ks = jax.random.split(keys[k, 0], b)
                 total = total + jax.vmap(
                     lambda v, kk, h=h: jac_lib.logdet_power_series(
                         h, v, kk, n_terms=series_terms, n_probes=probes
                     )
                 )(y, ks)
-            if spectral == "exact":
-                sigmas.append(lapack_free.spectral_norm_gram(jac))
-            else:
+            if spectral == "power":
                 ks = jax.random.split(keys[k, 1], b)
                 sigmas.append(
                     jax.vmap(
@@ -203,6 +198,15 @@ class ResidualFlow(nnx.Module):
                 log_scale = getattr(self, f"log_scale_{k}")[...]
                 y = y * jnp.exp(log_scale) + getattr(self, f"shift_{k}")[...]
                 total = total + jnp.sum(log_scale)
+        if need_jac:
+            # Exact terms in plain XLA ops (batched LAPACK calls of several blocks at once
+            # deadlock XLA:CPU's thread pool at D >= 10, see jaxmr.losses.lapack_free), on all
+            # blocks' Jacobians at once: [K, B, D, D] makes one set of fused ops, not K.
+            jac = jnp.stack(jacs)
+            if logdet == "exact":
+                total = total + jnp.sum(lapack_free.log_abs_det_identity_plus(jac), axis=0)
+            if spectral == "exact":
+                return y, total, jnp.moveaxis(lapack_free.spectral_norm_gram(jac), 0, -1)
         return y, total, jnp.stack(sigmas, axis=-1)
 
     def inverse(self, z: jax.Array, *, num_iters: int = 100) -> jax.Array:

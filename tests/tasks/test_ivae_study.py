@@ -32,7 +32,7 @@ def _study_module():
     return mod
 
 
-@pytest.mark.parametrize("n", [1, 3, 7])
+@pytest.mark.parametrize("n", [1, 3, 7, 12])  # 12: the fori_loop path above SMALL
 def test_log_abs_det_matches_slogdet_values_and_gradients(n):
     a = jax.random.normal(jax.random.key(n), (5, n, n))
     np.testing.assert_allclose(
@@ -48,7 +48,7 @@ def test_log_abs_det_matches_slogdet_values_and_gradients(n):
     np.testing.assert_allclose(lapack_free.log_abs_det(perm), n * np.log(2.0), rtol=1e-6)
 
 
-@pytest.mark.parametrize("shape", [(4, 4), (2, 6), (6, 2)])
+@pytest.mark.parametrize("shape", [(4, 4), (2, 6), (6, 2), (10, 10)])
 def test_spectral_norm_gram_matches_svd(shape):
     jac = jax.random.normal(jax.random.key(1), (3, *shape))
     u, s, vt = np.linalg.svd(np.asarray(jac))
@@ -57,6 +57,13 @@ def test_spectral_norm_gram_matches_svd(shape):
     np.testing.assert_allclose(grad, u[:, :, :1] * vt[:, :1, :], atol=2e-3)
     fn = jax.jit(lapack_free.spectral_norm_gram)
     np.testing.assert_allclose(fn(jac), s[:, 0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("shapes", [((7, 3, 5), (7, 5, 2)), ((2, 9, 4), (2, 4, 9))])
+def test_small_matmul_matches_matmul(shapes):
+    a = jax.random.normal(jax.random.key(0), shapes[0])
+    b = jax.random.normal(jax.random.key(1), shapes[1])
+    np.testing.assert_allclose(lapack_free.small_matmul(a, b), a @ b, rtol=1e-5, atol=1e-5)
 
 
 def test_half_logdet_jjt_of_a_linear_map():
