@@ -45,6 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             latent_dim=5,
             target_dim=5,
             mixing_layers=3,
+            repeat_linearity=False,  # True: the published iVAE generator's shared matrix
             activation="xtanh",  # xtanh | leaky_relu | none
             slope=0.1,
             std_low=0.5,

@@ -35,6 +35,9 @@ class SyntheticSpec:
     latent_dim: int = 5
     target_dim: int = 5
     mixing_layers: int = 3
+    # True: one D x D matrix reused by every layer after the first (the published iVAE
+    # SyntheticDataset's `repeat_linearity=True`); False: a fresh matrix per layer.
+    repeat_linearity: bool = False
     activation: str = "xtanh"
     slope: float = 0.1
     std_low: float = 0.5
@@ -107,13 +110,26 @@ def mixing_matrix(rng: np.random.Generator, d_in: int, d_out: int) -> np.ndarray
 
 
 def random_mlp_mixing(
-    rng: np.random.Generator, inputs: np.ndarray, d_out: int, layers: int, act
+    rng: np.random.Generator,
+    inputs: np.ndarray,
+    d_out: int,
+    layers: int,
+    act,
+    *,
+    repeat: bool = False,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """`layers` well-conditioned linear maps with `act` after every one but the last."""
+    """`layers` well-conditioned linear maps with `act` after every one but the last.
+
+    `repeat=True` reuses the previous layer's matrix whenever its shape fits (with d_in =
+    d_out every layer has the same matrix; otherwise the first is d_in x d_out and the
+    rest share one d_out x d_out matrix), as the published iVAE generator does."""
     h = inputs
     mats = []
     for i in range(layers):
-        a = mixing_matrix(rng, h.shape[1], d_out)
+        if repeat and mats and mats[-1].shape == (h.shape[1], d_out):
+            a = mats[-1]
+        else:
+            a = mixing_matrix(rng, h.shape[1], d_out)
         mats.append(a)
         h = h @ a
         if i < layers - 1:
@@ -143,7 +159,9 @@ def make_synthetic(spec: SyntheticSpec) -> dict[str, Any]:
     s = noise * std[segment] + mean[segment]
 
     act = _activation(spec.activation, spec.slope)
-    y, _ = random_mlp_mixing(rng, s, spec.target_dim, spec.mixing_layers, act)
+    y, _ = random_mlp_mixing(
+        rng, s, spec.target_dim, spec.mixing_layers, act, repeat=spec.repeat_linearity
+    )
     if spec.target_noise > 0:
         y = y + spec.target_noise * rng.standard_normal(y.shape)
 

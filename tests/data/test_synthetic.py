@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxmr.data.arrays import ArrayLoader, load_paired_npz
-from jaxmr.data.synthetic import SyntheticSpec, make_synthetic, mixing_matrix
+from jaxmr.data.synthetic import SyntheticSpec, make_synthetic, mixing_matrix, random_mlp_mixing
 
 SMALL = SyntheticSpec(
     num_segments=6, points_per_segment=50, latent_dim=3, target_dim=4, query_dim=7, seed=3
@@ -109,3 +109,16 @@ def test_loader_process_slices_tile_the_global_batch_and_extras():
         loader.set_per_example("w", np.ones(3))
     with pytest.raises(ValueError, match="divisible"):
         ArrayLoader(arrays, batch_size=15, seed=0, process_count=2)
+
+
+def test_repeat_linearity_shares_one_matrix():
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((50, 3))
+    _, mats = random_mlp_mixing(np.random.default_rng(1), s, 3, 3, np.tanh, repeat=True)
+    assert all(m is mats[0] for m in mats)
+    _, mats = random_mlp_mixing(np.random.default_rng(1), s, 6, 3, np.tanh, repeat=True)
+    assert mats[0].shape == (3, 6) and mats[1] is mats[2] and mats[1].shape == (6, 6)
+    _, mats = random_mlp_mixing(np.random.default_rng(1), s, 3, 3, np.tanh)
+    assert not np.allclose(mats[0], mats[1])
+    spec = SyntheticSpec(num_segments=4, points_per_segment=10, repeat_linearity=True)
+    assert make_synthetic(spec)["y"].shape == (40, 5)
