@@ -173,7 +173,7 @@ def main(argv=None):
     for th in sorted({threads, 1}, reverse=True):
         factories = {}
         for s in shapes:
-            modes = ("rev", "fwd") if s == "default" else ("rev",)
+            modes = ("rev", "fwd", "rev-ew") if s == "default" else ("rev",)
             for mode in modes:
                 factories[f"{s}/{mode}"] = (
                     TorchRunner,
@@ -186,7 +186,7 @@ def main(argv=None):
         for s in shapes:
             targets = [("jax", jax_w, s)]
             for th, w in torch_ws.items():
-                modes = ("rev", "fwd") if s == "default" else ("rev",)
+                modes = ("rev", "fwd", "rev-ew") if s == "default" else ("rev",)
                 targets += [(f"torch-{th}t-{m}", w, f"{s}/{m}") for m in modes]
             targets += [("jax-matmul", jax_w, "matmul")]
             steps = {lab: common.calibrate(w, name, target_s) for lab, w, name in targets}
@@ -217,7 +217,7 @@ def _report(shape, times, jax_w, torch_ws):
         if not label.startswith("torch"):
             continue
         th = int(label.split("-")[1][:-1])
-        mode = label.split("-")[2]
+        mode = label.split("-", 2)[2]
         tinfo = torch_ws[th].info[f"{shape}/{mode}"]
         torch_flops = torch_flops or tinfo.get("torch_flops")
         rows[label] = {

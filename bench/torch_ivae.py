@@ -75,6 +75,47 @@ def spectral_norm_exact(jac):
     return torch.sqrt(torch.clamp(torch.linalg.eigvalsh(gram)[..., -1], min=0.0))
 
 
+def _small_matmul(a, b):
+    return torch.sum(a[..., :, :, None] * b[..., None, :, :], dim=-2)
+
+
+def log_abs_det_ew(a):
+    """log|det A| by the unrolled, pivoted LU of `jaxmr.losses.lapack_free.log_abs_det`,
+    ported op for op: the same algorithm as the JAX step, run eagerly."""
+    n = a.shape[-1]
+    idx = torch.arange(n)
+    acc = torch.zeros(a.shape[:-2], dtype=a.dtype)
+    for k in range(n):
+        col = torch.where(idx >= k, a[..., :, k].abs(), torch.full((), -1.0, dtype=a.dtype))
+        p = col.argmax(-1)
+        is_p = (idx == p[..., None])[..., :, None]
+        row_p = torch.where(is_p, a, torch.zeros((), dtype=a.dtype)).sum(-2)
+        row_k = a[..., k, :]
+        is_k = (idx == k)[:, None]
+        a = torch.where(is_k, row_p[..., None, :], torch.where(is_p, row_k[..., None, :], a))
+        pivot = a[..., k, k]
+        acc = acc + pivot.abs().log()
+        below = (idx > k).to(a.dtype)
+        safe = torch.where(pivot == 0, torch.ones((), dtype=a.dtype), pivot)
+        factor = below * a[..., :, k] / safe[..., None]
+        a = a - factor[..., :, None] * a[..., k, None, :]
+    return acc
+
+
+def spectral_norm_ew(jac, squarings=10):
+    """Spectral norm by `jaxmr.losses.lapack_free.spectral_norm_gram`'s algorithm (Gram
+    squarings, stop-gradient top eigenvector), ported op for op (square Jacobians)."""
+    gram = _small_matmul(jac.transpose(-1, -2), jac)
+    b = gram.detach()
+    for _ in range(squarings):
+        b = b / (b.abs().amax(dim=(-2, -1), keepdim=True) + 1e-30)
+        b = _small_matmul(b, b)
+    j = (b**2).sum(-2).argmax(-1)
+    u = torch.gather(b, -1, j[..., None, None].expand(*b.shape[:-1], 1))[..., 0]
+    u = (u / (u.norm(dim=-1, keepdim=True) + 1e-30)).detach()
+    return torch.einsum("...ij,...j->...i", jac, u).norm(dim=-1)
+
+
 def spectral_norm_power(h, y, n_iter):
     """Batched power iteration on J^T J; rows are independent examples."""
     with torch.no_grad():
@@ -135,15 +176,23 @@ class IVAETorch(nn.Module):
         total = torch.zeros(y.shape[0], dtype=y.dtype)
         sigmas = []
         need_jac = s["logdet"] == "exact" or s["spectral"] == "exact"
+        # "rev-ew": jacrev Jacobians, then the JAX step's own algorithm for the exact terms
+        # (all blocks stacked, unrolled LU, element-wise Gram squarings), run eagerly.
+        fused = jacobian == "rev-ew"
+        jacs = []
         for k, h in enumerate(self.blocks):
             if need_jac:
-                jac = vmap(jacrev(h) if jacobian == "rev" else jacfwd(h))(y)
-            if s["logdet"] == "exact":
+                jac = vmap(jacfwd(h) if jacobian == "fwd" else jacrev(h))(y)
+            if fused:
+                jacs.append(jac)
+            elif s["logdet"] == "exact":
                 eye = torch.eye(y.shape[-1], dtype=y.dtype)
                 total = total + torch.linalg.slogdet(eye + jac)[1]
             else:
                 total = total + logdet_power_series(h, y, s["series_terms"], s["probes"])
-            if s["spectral"] == "exact":
+            if fused:
+                pass
+            elif s["spectral"] == "exact":
                 sigmas.append(spectral_norm_exact(jac))
             else:
                 sigmas.append(spectral_norm_power(h, y, s["power_iters"]))
@@ -151,7 +200,15 @@ class IVAETorch(nn.Module):
             if s["flow_affine"]:
                 y = y * torch.exp(self.log_scale[k]) + self.shift[k]
                 total = total + torch.sum(self.log_scale[k])
-        sigmas = torch.stack(sigmas, dim=-1)
+        if fused:
+            if not (s["logdet"] == "exact" and s["spectral"] == "exact"):
+                raise ValueError("jacobian='rev-ew' is the exact-terms path only")
+            jac = torch.stack(jacs)
+            eye = torch.eye(jac.shape[-1], dtype=jac.dtype)
+            total = total + log_abs_det_ew(eye + jac).sum(0)
+            sigmas = spectral_norm_ew(jac).transpose(0, 1)
+        else:
+            sigmas = torch.stack(sigmas, dim=-1)
         out = self.prior(x)
         if self.learn_mean:
             mean, logvar = torch.chunk(out, 2, dim=-1)
@@ -272,7 +329,7 @@ def check(config=None, *, perturb: float = 0.3, seed: int = 0) -> dict:
     model = IVAETorch(shapes, batch["x"].shape[1], batch["y"].shape[1])
     load_jax_params(model, params["model"])
     out = {}
-    for mode in ("rev", "fwd"):
+    for mode in ("rev", "fwd", "rev-ew"):
         model.zero_grad()
         x, y = torch.as_tensor(batch["x"]), torch.as_tensor(batch["y"])
         tl, taux = model.loss(x, y, jacobian=mode)
