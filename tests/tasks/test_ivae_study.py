@@ -230,3 +230,31 @@ def test_study_grid_tables_and_one_run(tmp_path):
     assert os.path.exists(tmp_path / "results.csv")
     with open(tmp_path / "mcc_vs_depth.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_study_published_benchmark_jobs_and_tables(tmp_path):
+    study = _study_module()
+    args = study.argparse.Namespace(
+        workdir=str(tmp_path),
+        quick=False,
+        benchmark="published",
+        models="ivae,iivae",
+        settings="",
+        seeds="0",
+        steps=0,
+        jobs=1,
+    )
+    jobs = study.build_jobs(args)
+    assert {j["setting"] for j in jobs} == {"L1_d5_D5", "L3_d5_D5"} and len(jobs) == 4
+    for j in jobs:
+        assert j["benchmark"] == "published"
+        assert j["setting_overrides"]["data.repeat_linearity"] is True
+        assert j["setting_overrides"]["data.query_kind"] == "onehot"
+        # Never the same run directory as the synthetic setting of the same name.
+        assert os.sep + "published_L" in j["workdir"]
+    row = dict(benchmark="published", setting="L3_d5_D5", depth=3, d=5, D=5, model="ivae")
+    rows = [dict(row, seed=0, mcc_strong=0.9, seconds=1.0)]
+    rows.append(dict(rows[0], benchmark="synthetic", mcc_strong=0.5))
+    assert "published-style data" in study.markdown_tables(rows)
+    header = study.summary_table(rows).splitlines()[0]
+    assert "L3_d5_D5 (published)" in header and header.count("L3_d5_D5") == 2
