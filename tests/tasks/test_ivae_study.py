@@ -13,6 +13,7 @@ from flax import nnx
 
 from configs import ivae_synthetic
 from jaxmr.data.shapes_task import pca_features, shapes_arrays
+from jaxmr.data.synthetic import SyntheticSpec, make_synthetic
 from jaxmr.losses import lapack_free
 from jaxmr.losses import vae as vae_lib
 from jaxmr.models.ivae import ResidualFlow
@@ -258,3 +259,16 @@ def test_study_published_benchmark_jobs_and_tables(tmp_path):
     assert "published-style data" in study.markdown_tables(rows)
     header = study.summary_table(rows).splitlines()[0]
     assert "L3_d5_D5 (published)" in header and header.count("L3_d5_D5") == 2
+
+
+def test_projection_warning_flags_a_flat_spectrum():
+    from jaxmr.tasks.ivae import projection_warning
+
+    assert projection_warning(np.array([9.0, 4.0, 1.0, 0.5]), 2) is None  # 4 / 1: a gap
+    msg = projection_warning(np.ones(16), 4)  # whitened features: no gap
+    assert msg and "lambda_4/lambda_5 = 1.00" in msg and "target_projection='none'" in msg
+    assert projection_warning(np.ones(3), 3) is None  # nothing dropped
+    # The synthetic benchmark's targets have a clear gap at d (no false alarm).
+    data = make_synthetic(SyntheticSpec(num_segments=10, points_per_segment=500, target_dim=20))
+    _, _, var = pca_rotation(data["y"], with_variances=True)
+    assert projection_warning(var, 5) is None
