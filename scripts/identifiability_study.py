@@ -11,7 +11,7 @@ on the shapes benchmark) and writes
   WORKDIR/mcc_vs_target_dim.png  strong MCC against target dimension (depth 3, d = 5)
   WORKDIR/runs/<setting>/<model>_s<seed>/   a normal training run (resumable) + result.json
 
-  python scripts/identifiability_study.py --quick --workdir=runs/study_quick   # ~10 min, 2 cores
+  python scripts/identifiability_study.py --quick --workdir=runs/study_quick   # ~4 min, 2 cores
   python scripts/identifiability_study.py --workdir=runs/study                 # full grid
   python scripts/identifiability_study.py --benchmark=shapes --workdir=runs/study_shapes
 
