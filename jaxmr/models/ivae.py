@@ -166,6 +166,11 @@ class ResidualFlow(nnx.Module):
         Returns:
           (z `[B, D]`, log_det `[B]`, sigmas `[B, K]`).
         """
+        if logdet not in ("exact", "series", "none") or spectral not in ("exact", "power"):
+            raise ValueError(
+                f"logdet must be exact|series|none and spectral exact|power, got {logdet!r}, "
+                f"{spectral!r}"
+            )
         b = y.shape[0]
         total = jnp.zeros((b,), y.dtype) + self.linear_log_det()
         y = self._linear_in(y)

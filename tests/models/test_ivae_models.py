@@ -38,6 +38,15 @@ def test_forward_terms_match_full_jacobian_of_g():
     np.testing.assert_allclose(logdet_s, logdet, atol=0.05)
 
 
+def test_flow_rejects_unknown_jacobian_term_kinds():
+    flow = _flow(dim=3, blocks=1, scale=0.3, seed=0)
+    y = jnp.ones((2, 3))
+    with pytest.raises(ValueError, match="spectral"):
+        flow.forward_with_jacobian_terms(y, jax.random.key(0), spectral="svd")
+    with pytest.raises(ValueError, match="logdet"):
+        flow.forward_with_jacobian_terms(y, jax.random.key(0), logdet="lu")
+
+
 def test_flow_density_integrates_to_one():
     # A contractive 2-D flow defines a normalised density p(y) = N(g(y); 0, I) |det J_g(y)|.
     flow = _flow(dim=2, blocks=2, scale=0.4, seed=1)
