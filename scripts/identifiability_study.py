@@ -450,7 +450,7 @@ def _per_setting_extra(model: str, setting: Setting) -> dict:
     return {}
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--workdir", default="runs/study")
     p.add_argument("--quick", action="store_true", help="reduced grid (minutes on 2 cores)")
@@ -468,7 +468,11 @@ def main(argv=None):
     p.add_argument(
         "--report_only", action="store_true", help="rewrite the outputs from finished runs"
     )
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.report_only:
         rows = _all_results(args.workdir)
         write_outputs(rows, args.workdir)

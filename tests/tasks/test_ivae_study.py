@@ -202,16 +202,7 @@ def test_shapes_features_and_training(tmp_path):
 
 def test_study_grid_tables_and_one_run(tmp_path):
     study = _study_module()
-    args = study.argparse.Namespace(
-        workdir=str(tmp_path),
-        quick=True,
-        benchmark="synthetic",
-        models="",
-        settings="",
-        seeds="",
-        steps=0,
-        jobs=1,
-    )
+    args = study.parse_args([f"--workdir={tmp_path}", "--quick", "--jobs=1"])
     jobs = study.build_jobs(args)
     assert len(jobs) == 3 * len(study.QUICK_MODELS) * 2  # 3 settings x models x 2 seeds
     assert {j["extra"]["total_steps"] for j in jobs} == {2000}
@@ -235,15 +226,8 @@ def test_study_grid_tables_and_one_run(tmp_path):
 
 def test_study_published_benchmark_jobs_and_tables(tmp_path):
     study = _study_module()
-    args = study.argparse.Namespace(
-        workdir=str(tmp_path),
-        quick=False,
-        benchmark="published",
-        models="ivae,iivae",
-        settings="",
-        seeds="0",
-        steps=0,
-        jobs=1,
+    args = study.parse_args(
+        [f"--workdir={tmp_path}", "--benchmark=published", "--models=ivae,iivae", "--seeds=0"]
     )
     jobs = study.build_jobs(args)
     assert {j["setting"] for j in jobs} == {"L1_d5_D5", "L3_d5_D5"} and len(jobs) == 4
