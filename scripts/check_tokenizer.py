@@ -4,8 +4,8 @@ Needs nltk (not a jaxmr dependency), but no nltk data: Punkt gets the English mo
 abbreviation list from jaxmr.data.tokenize (its orthographic table is left empty). Run with
 the nltk the published code used (3.6.2) in a separate environment:
 
-    python -m venv /tmp/nltk362
-    /tmp/nltk362/bin/pip install nltk==3.6.2 && /tmp/nltk362/bin/python scripts/check_tokenizer.py caps.txt
+    python -m venv /tmp/nltk362 && /tmp/nltk362/bin/pip install nltk==3.6.2
+    /tmp/nltk362/bin/python scripts/check_tokenizer.py caps.txt
 
 (one caption per line; prints the mismatches and their count).
 """

@@ -216,7 +216,9 @@ def make_or_load_noise(
             ratio,
         )
         if pairing.convention != convention and len(cap2img) != n_img:
-            log.warning("%s is %s-level, config asks for %s-level", path, pairing.convention, convention)
+            log.warning(
+                "%s is %s-level, config asks for %s-level", path, pairing.convention, convention
+            )
         return pairing
     if convention == "caption":
         index = caption_level_noise(cap2img, ratio, seed=seed)

@@ -43,7 +43,8 @@ _ABBREVIATIONS = frozenset(
     ariz w.w b.v ore h w.r e.h mrs cie corp w n.v a.d r.j ok e.m w.c ill nov u.s prof conn
     u.s.s.r mg f.g ph.d g calif messrs h.f wash tues sw bros u.n l wis mr sep d.c ave e.l co
     s.s reps c r.t h.c r wed a.s v fla jr r.h c.v m.b.a rep a.a e c.i.t l.a b.f j.b d.w j.k
-    ala f w.va sept mich n.m j.r l.p s.c colo fri a.m g.d kan maj ky a.m.e n.d t.j cos nev""".split()
+    ala f w.va sept mich n.m j.r l.p s.c colo fri a.m g.d kan maj ky a.m.e n.d t.j cos
+    nev""".split()
 )
 
 # ---------------------------------------------------------------- treebank word tokeniser
@@ -178,8 +179,10 @@ def sentence_spans(text: str) -> list[str]:
         space = max(before.rfind(" "), before.rfind("\t"), before.rfind("\n"))
         if space >= 0:
             word_start = word_start + space + 1
-        if i + 1 < len(matches) and word_start <= matches[i + 1].start() and not any(
-            c.isspace() for c in text[m.end() : matches[i + 1].start()]
+        if (
+            i + 1 < len(matches)
+            and word_start <= matches[i + 1].start()
+            and not any(c.isspace() for c in text[m.end() : matches[i + 1].start()])
         ):
             continue  # overlaps the next candidate ("?!", "!!!"): only the last one counts
         context = text[word_start : m.end()] + m.group(1)

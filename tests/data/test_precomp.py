@@ -61,7 +61,9 @@ def test_vocab_format_round_trip(tmp_path):
 
 def test_vocab_without_special_ids_is_an_error(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"word2idx": {"<start>": 0, "a": 1}, "idx2word": {"0": "<start>", "1": "a"}}))
+    path.write_text(
+        json.dumps({"word2idx": {"<start>": 0, "a": 1}, "idx2word": {"0": "<start>", "1": "a"}})
+    )
     with pytest.raises(ValueError, match=r"bad\.json.*'<pad>' to id 0"):
         load_vocab(path)
     with pytest.raises(ValueError, match="ids 0-3"):
@@ -127,18 +129,24 @@ def test_dev_rule_keeps_first_images_without_reading(tmp_path):
 
 
 def test_errors_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"f30k_precomp.*train_ims\.npy and train_caps\.txt"):
+    with pytest.raises(
+        FileNotFoundError, match=r"f30k_precomp.*train_ims\.npy and train_caps\.txt"
+    ):
         load_precomp(tmp_path, "f30k", "train")
     _write_layout(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"split 'test' not found.*present"):
         load_precomp(tmp_path, "f30k", "test")
-    with pytest.raises(FileNotFoundError, match=r"vocab file not found: .*f30k_precomp_vocab\.json"):
+    with pytest.raises(
+        FileNotFoundError, match=r"vocab file not found: .*f30k_precomp_vocab\.json"
+    ):
         load_precomp(tmp_path, "f30k", "train")
     v = build_vocab(CAPS, threshold=1)
     d = tmp_path / "f30k_precomp"
     (d / "bad_caps.txt").write_text("\n".join(CAPS[:14]) + "\n")
     np.save(d / "bad_ims.npy", np.zeros((3, 4, 6), np.float32))
-    with pytest.raises(ValueError, match=r"bad_caps\.txt: 14 captions is not a positive multiple of the 3"):
+    with pytest.raises(
+        ValueError, match=r"bad_caps\.txt: 14 captions is not a positive multiple of the 3"
+    ):
         load_precomp(tmp_path, "f30k", "bad", vocab=v)
     np.save(d / "flat_ims.npy", np.zeros((3, 24), np.float32))
     (d / "flat_caps.txt").write_text("\n".join(CAPS) + "\n")
