@@ -263,6 +263,9 @@ def gather_rows(array: np.ndarray, rows, *, out: np.ndarray | None = None) -> np
     flat = out.reshape(len(rows), -1).view(np.uint8).reshape(len(rows), row_bytes)
     fd = os.open(filename, os.O_RDONLY)
     try:
+        if hasattr(os, "posix_fadvise"):
+            # Random rows: read-ahead past each row is wasted work (2.5x slower measured).
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         i = 0
         while i < len(srt):
             j = i + 1
@@ -270,7 +273,7 @@ def gather_rows(array: np.ndarray, rows, *, out: np.ndarray | None = None) -> np
                 j += 1  # consecutive rows landing in consecutive out slots: one read
             want = (j - i) * row_bytes
             buf = flat[order[i] : order[i] + (j - i)]
-            got = os.preadv(fd, [memoryview(buf).cast("B")], start_byte + int(srt[i]) * row_bytes)
+            got = os.preadv(fd, [buf], start_byte + int(srt[i]) * row_bytes)
             if got != want:
                 raise OSError(f"{filename}: short read ({got} of {want} bytes)")
             i = j
