@@ -169,8 +169,8 @@ def _mapping_rss_kb(path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
 def test_images_stay_memory_mapped_and_a_batch_touches_only_its_rows(tmp_path, monkeypatch):
-    # 64 rows of 64 KiB each (16 pages): page-aligned rows after the .npy header page.
-    n, regions, feat = 64, 16, 1024
+    # 256 rows of 64 KiB (16 MiB): large enough that reading it whole is unmistakable.
+    n, regions, feat = 256, 16, 1024
     d = tmp_path / "f30k_precomp"
     d.mkdir()
     path = d / "train_ims.npy"
@@ -204,10 +204,11 @@ def test_images_stay_memory_mapped_and_a_batch_touches_only_its_rows(tmp_path, m
     assert set(spans) == {3, 4, 40, 63} and all((o - header) % row_bytes == 0 for o, _ in reads)
     assert _mapping_rss_kb(path) <= 8  # pread mapped nothing in
 
-    # Plain memmap indexing faults in only the pages of the rows it reads.
-    np.asarray(s.images[[10, 20]])
+    # Plain memmap indexing faults in the pages of the rows it reads (plus the kernel's
+    # fault-around / large-folio neighbourhood, at most 2 MiB each), not the array.
+    np.asarray(s.images[[10, 200]])
     rss = _mapping_rss_kb(path)
-    assert 2 * row_bytes // 1024 <= rss <= 2 * row_bytes // 1024 + 2 * 64 + 8, rss
+    assert 2 * row_bytes // 1024 <= rss <= 4 * 1024, rss
 
 
 def test_gather_rows_of_plain_arrays_and_slices(tmp_path):
