@@ -221,3 +221,17 @@ def test_gather_rows_of_plain_arrays_and_slices(tmp_path):
     np.testing.assert_array_equal(gather_rows(m, np.arange(10)), a)
     with pytest.raises(IndexError):
         gather_rows(m, [10])
+
+
+def test_coco_testall_feeds_the_1k_and_5k_protocols(tmp_path):
+    from jaxmr.metrics import retrieval_metrics_multi_caption
+
+    caps = [f"caption {i}" for i in range(50)]
+    _write_layout(tmp_path, name="coco", n_img=10, split="testall", caps=caps)
+    s = load_precomp(tmp_path, "coco", "testall", vocab=build_vocab(caps, threshold=1))
+    assert s.n_images == 10 and s.captions_per_image == 5
+    img = gather_rows(s.images, np.arange(s.n_images)).reshape(10, -1)
+    cap = img[s.cap2img]  # each caption embedded at its image: perfect retrieval
+    for folds in (1, 5):
+        got = retrieval_metrics_multi_caption(img, cap, n_folds=folds)
+        assert got["rsum"] == 600.0 and got["i2t/medR"] == 1.0
