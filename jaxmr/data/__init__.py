@@ -14,6 +14,7 @@ from jaxmr.data.noise import (
     make_or_load_noise,
 )
 from jaxmr.data.precomp import PrecompSplit, default_vocab_path, gather_rows, load_precomp
+from jaxmr.data.samplers import IndexedPairSampler
 from jaxmr.data.shapes import cached_paired_shapes, make_paired_shapes
 from jaxmr.data.synthetic import SyntheticSpec, make_synthetic
 from jaxmr.data.tokenize import nltk_word_tokenize
@@ -21,6 +22,7 @@ from jaxmr.data.vocab import Vocab, build_vocab, load_vocab, save_vocab
 
 __all__ = [
     "ArrayLoader",
+    "IndexedPairSampler",
     "NoisyPairing",
     "PrecompSplit",
     "SyntheticSpec",

@@ -16,12 +16,15 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from jaxmr.data.precomp import gather_rows
+
 SUBSET_KEY = "_subset"
 
 
 class IndexedPairSampler:
     """Batches of pairs; `gathered[name] = (source, index_name)` adds
-    `source[pairs[index_name][batch]]` to each batch as `name`.
+    `source[pairs[index_name][batch]]` to each batch as `name` (read with
+    `jaxmr.data.precomp.gather_rows`: a memory-mapped `.npy` is read row by row with `pread`).
 
     Epoch e uses a permutation drawn from `default_rng([seed, e])`; the epoch length is fixed
     at `num_pairs // batch_size` steps (so step -> epoch never changes). With a subset set, the
@@ -138,9 +141,3 @@ class IndexedPairSampler:
         out["index"] = idx.astype(np.int32)
         return out
 
-
-def gather_rows(source: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """`source[rows]` reading each distinct row once, in increasing order (sequential reads
-    on a memory-mapped file), as a new in-memory array."""
-    uniq, inverse = np.unique(rows, return_inverse=True)
-    return np.asarray(source[uniq])[inverse]
