@@ -5,10 +5,12 @@ One package per method; the trainer (`jaxmr.train`) imports none of them: entry 
 """
 
 from jaxmr.tasks.ivae import build_ivae, build_ivae_recipe
+from jaxmr.tasks.retrieval import build_retrieval
 
 TASKS = {
     "ivae": build_ivae,
     "ivae_recipe": build_ivae_recipe,
+    "retrieval": build_retrieval,
 }
 
 
@@ -19,4 +21,4 @@ def build_task(config):
     return TASKS[config.task](config)
 
 
-__all__ = ["TASKS", "build_task", "build_ivae", "build_ivae_recipe"]
+__all__ = ["TASKS", "build_task", "build_ivae", "build_ivae_recipe", "build_retrieval"]
