@@ -29,22 +29,28 @@ class Nets:
             pool=model_cfg.text_pool,
             rngs=rngs,
         )
-        abstract = nnx.eval_shape(lambda: self._make(nnx.Rngs(0)))
-        self.graphdef, self.abstract_state = nnx.split(abstract)
+        # Parameters are trained; the rest of the module state (the RNNs' RNG streams, unused
+        # in these deterministic encoders) is a constant taken from one concrete instance.
+        self.graphdef, abstract_params, self.rest = nnx.split(
+            self._make(nnx.Rngs(0)), nnx.Param, ...
+        )
+        self.abstract_state = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), abstract_params
+        )
         self._embed_images = jax.jit(self._images_fn)
         self._embed_texts = jax.jit(self._texts_fn)
 
     def init(self, key) -> dict:
         keys = jax.random.split(key, len(self.names))
         return {
-            n: nnx.to_pure_dict(nnx.split(self._make(nnx.Rngs(k)))[1])
+            n: nnx.to_pure_dict(nnx.split(self._make(nnx.Rngs(k)), nnx.Param, ...)[1])
             for n, k in zip(self.names, keys, strict=True)
         }
 
     def bind(self, params, net: str) -> DualEncoder:
         state = jax.tree.map(lambda a: a, self.abstract_state)
         nnx.replace_by_pure_dict(state, params[net])
-        return nnx.merge(self.graphdef, state)
+        return nnx.merge(self.graphdef, state, jax.tree.map(lambda a: a, self.rest))
 
     def _images_fn(self, params, batch):
         return {n: self.bind(params, n).encode_images(batch["images"]) for n in self.names}
