@@ -1,4 +1,4 @@
-"""Evaluates a checkpoint (latest, or --checkpoint=best): python eval.py --config=X --workdir=DIR."""
+"""Evaluates a checkpoint: python eval.py --config=X --workdir=DIR [--checkpoint=best]."""
 
 import sys
 
