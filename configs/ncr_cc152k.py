@@ -13,7 +13,7 @@ from configs.retrieval_common import family_schedule, published_data, retrieval_
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, method="ncr")
+    a = parse_arg(arg, method="ncr")  # noqa: F841 - same variants as the others
     config = retrieval_config(a.method)
     published_data(config, "cc152k")
     config.data.noise.ratio = 0.0

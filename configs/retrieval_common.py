@@ -55,7 +55,16 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
         )
     )
     config.model = ml_collections.ConfigDict(
-        dict(embed_dim=1024, word_dim=300, text_pool="mean", co_teaching=True)
+        dict(
+            embed_dim=1024,
+            word_dim=300,
+            text_pool="mean",
+            co_teaching=True,
+            # DisNCL: MII/MEI code widths, and what similarity is computed on (mii | full).
+            mii_dim=256,
+            mei_dim=256,
+            similarity="mii",
+        )
     )
     config.loss = ml_collections.ConfigDict(
         dict(
@@ -65,6 +74,18 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             p_threshold=0.5,
             warmup_epochs=5,  # NCR: warm-up epochs on all pairs before co-training
             unlabeled_start_epoch=25,  # NCR: warm-up + num_epochs // 2
+            # DisNCL (docs/disncl.md): matching targets, L_Dis = gamma L_S + (1 - gamma) L_X,
+            # L_reg (CLUB-sample or adversarial) with its estimator phase.
+            targets="soft",  # soft | hard | ncr_margin
+            neighbour_weight=0.1,  # lambda: mass of intra-modal neighbours in soft targets
+            target_temperature=0.05,  # tau_t of the neighbour softmax
+            cond_weight=1.0,  # weight of w ||s_v - s_t||^2 inside L_S
+            gamma=0.5,
+            lambda_dis=1.0,
+            lambda_reg=0.1,
+            reg="club",  # club | adversarial
+            est_repeats=1,  # estimator updates per encoder update
+            est_learning_rate=1e-3,
         )
     )
     config.optim = base_optim(2e-4)

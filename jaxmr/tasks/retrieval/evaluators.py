@@ -8,6 +8,7 @@ import json
 import os
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxmr.metrics.dci import dci_scores
@@ -18,6 +19,7 @@ from jaxmr.metrics.semantic_recall import semantic_recall
 from jaxmr.metrics.split import split_quality
 from jaxmr.tasks.retrieval.nets import mean_similarity
 from jaxmr.tasks.retrieval.split import split_from_losses, training_pair_losses
+from jaxmr.train.evaluators import predict_arrays
 from jaxmr.train.task import Evaluator
 
 
@@ -134,3 +136,64 @@ class SplitEvaluator(Evaluator):
                 f,
             )
         return metrics, []
+
+
+def heldout_gaussian_mi(a: np.ndarray, b: np.ndarray, *, seed: int = 0) -> float:
+    """Held-out linear-Gaussian estimate of I(a; b) in nats: -1/2 sum_j log(1 - R^2_j) with
+    R^2_j of b_j predicted from a by ridge regression on a held-out half (`heldout_r2`),
+    negative R^2 counted as 0. Exact for jointly Gaussian codes with b's dimensions
+    conditionally independent given a; a lower estimate otherwise (only linear dependence)."""
+    r2 = np.clip(heldout_r2(a, b, seed=seed), 0.0, 0.999)
+    return float(-0.5 * np.sum(np.log1p(-r2)))
+
+
+class DisentangleEvaluator(Evaluator):
+    """DisNCL's codes on a split with known factors: held-out MI between MII and MEI codes per
+    modality (not the training estimator), and the leakage of exclusive and shared factors into
+    the MEI codes (held-out R²)."""
+
+    def __init__(self, name, nets, split, factors, *, every_steps: int = 0, seed: int = 0):
+        self.name, self.every_steps = name, every_steps
+        self.nets, self.split, self.factors, self.seed = nets, split, factors, seed
+        net = nets.names[0]
+
+        def codes(params, batch):
+            m = nets.bind(params, net)
+            if "images" in batch:
+                c = m.image_codes(batch["images"])
+            else:
+                c = m.text_codes(batch["tokens"], batch["lengths"])
+            return {"s": c["s"], "x": c["x"]}
+
+        self._codes = jax.jit(codes)
+
+    def codes(self, params) -> tuple[dict, dict]:
+        img = predict_arrays(self._codes, params, {"images": self.split.images}, batch_size=512)
+        txt = predict_arrays(
+            self._codes,
+            params,
+            {"tokens": self.split.tokens, "lengths": self.split.lengths},
+            batch_size=512,
+        )
+        return img, txt
+
+    def run(self, params) -> dict[str, float]:
+        img, txt = self.codes(params)
+        f, out = self.factors, {}
+        cpi = self.split.captions_per_image
+        for side, c in (("image", img), ("text", txt)):
+            out[f"mi_mii_mei/{side}"] = heldout_gaussian_mi(c["s"], c["x"], seed=self.seed)
+        out["mi_mii_mei"] = 0.5 * (out["mi_mii_mei/image"] + out["mi_mii_mei/text"])
+        shared = np.asarray(f["shared"])
+        out["mei_leak/image_exclusive_mean"] = float(
+            np.mean(heldout_r2(img["x"], f["image_exclusive"], seed=self.seed))
+        )
+        out["mei_shared_r2/image_mean"] = float(
+            np.mean(heldout_r2(img["x"], shared, categorical=True, seed=self.seed))
+        )
+        out["mei_shared_r2/text_mean"] = float(
+            np.mean(
+                heldout_r2(txt["x"], np.repeat(shared, cpi, 0), categorical=True, seed=self.seed)
+            )
+        )
+        return out

@@ -8,27 +8,45 @@ import jax
 import numpy as np
 from flax import nnx
 
+from jaxmr.models.disncl import DisNCLNet
 from jaxmr.models.dual_encoder import DualEncoder
 from jaxmr.train.evaluators import predict_arrays
 
 
 class Nets:
-    """One `DualEncoder` per parameter group (`net_a`, and `net_b` when co-teaching).
+    """One `DualEncoder` (or `DisNCLNet`) per parameter group (`net_a`, and `net_b` when
+    co-teaching); `encode_images`/`encode_texts` give the codes similarity is computed on.
 
     `bind(params, net)` gives a module holding that group's parameters (inside jit);
     `embed(params, split)` returns host arrays of every image and caption code of a split.
     """
 
-    def __init__(self, model_cfg, feature_dim: int, vocab_size: int, names: Sequence[str]):
+    def __init__(
+        self,
+        model_cfg,
+        feature_dim: int,
+        vocab_size: int,
+        names: Sequence[str],
+        *,
+        disentangled: bool = False,
+    ):
         self.names = tuple(names)
-        self._make = lambda rngs: DualEncoder(
-            feature_dim,
-            vocab_size,
-            int(model_cfg.embed_dim),
-            word_dim=int(model_cfg.word_dim),
-            pool=model_cfg.text_pool,
-            rngs=rngs,
-        )
+        common = dict(word_dim=int(model_cfg.word_dim), pool=model_cfg.text_pool)
+        if disentangled:
+            self._make = lambda rngs: DisNCLNet(
+                feature_dim,
+                vocab_size,
+                int(model_cfg.embed_dim),
+                mii_dim=int(model_cfg.mii_dim),
+                mei_dim=int(model_cfg.mei_dim),
+                similarity=model_cfg.similarity,
+                rngs=rngs,
+                **common,
+            )
+        else:
+            self._make = lambda rngs: DualEncoder(
+                feature_dim, vocab_size, int(model_cfg.embed_dim), rngs=rngs, **common
+            )
         # Parameters are trained; the rest of the module state (the RNNs' RNG streams, unused
         # in these deterministic encoders) is a constant taken from one concrete instance.
         self.graphdef, abstract_params, self.rest = nnx.split(
@@ -47,7 +65,7 @@ class Nets:
             for n, k in zip(self.names, keys, strict=True)
         }
 
-    def bind(self, params, net: str) -> DualEncoder:
+    def bind(self, params, net: str) -> DualEncoder | DisNCLNet:
         state = jax.tree.map(lambda a: a, self.abstract_state)
         nnx.replace_by_pure_dict(state, params[net])
         return nnx.merge(self.graphdef, state, jax.tree.map(lambda a: a, self.rest))

@@ -11,25 +11,35 @@ Methods (`config.method`):
   infonce symmetric InfoNCE, one network, no noise handling;
   ncr     NCR-style: warm-up on all pairs, then each epoch per-sample losses -> 2-component
           GMM -> clean probability; with co-teaching (default) two networks each trained on the
-          other's split; soft margins from rectified labels (`objectives.ncr_loss`).
+          other's split; soft margins from rectified labels (`objectives.ncr_loss`);
+  disncl  DisNCL (`jaxmr.tasks.retrieval.disncl`): MII/MEI heads, similarity in the MII
+          subspace, soft many-to-many targets, L_Dis and L_reg with an estimator phase; the
+          same GMM split, computed on MII similarities.
 Model selection: dev rSum (similarities averaged over the networks); the best checkpoint is
 kept (`eval.py --checkpoint=best`).
 """
 
 from __future__ import annotations
 
+import jax
 import numpy as np
+import optax
 
 from jaxmr.data.retrieval import load_retrieval_data
 from jaxmr.data.samplers import IndexedPairSampler
-from jaxmr.tasks.retrieval import objectives
-from jaxmr.tasks.retrieval.evaluators import FactorEvaluator, RetrievalEvaluator, SplitEvaluator
+from jaxmr.tasks.retrieval import disncl, objectives
+from jaxmr.tasks.retrieval.evaluators import (
+    DisentangleEvaluator,
+    FactorEvaluator,
+    RetrievalEvaluator,
+    SplitEvaluator,
+)
 from jaxmr.tasks.retrieval.nets import Nets
 from jaxmr.tasks.retrieval.split import make_split_hook
 from jaxmr.train.optim import build_optimizer
 from jaxmr.train.task import Phase, Task
 
-METHODS = ("vsepp", "infonce", "ncr")
+METHODS = ("vsepp", "infonce", "ncr", "disncl")
 
 
 def build_retrieval(config, *, data=None) -> Task:
@@ -38,13 +48,34 @@ def build_retrieval(config, *, data=None) -> Task:
     if method not in METHODS:
         raise ValueError(f"config.method must be one of {METHODS}, got {method!r}")
     data = data if data is not None else load_retrieval_data(config.data)
-    co_teach = method == "ncr" and bool(config.model.co_teaching)
+    splits = method in ("ncr", "disncl")
+    co_teach = splits and bool(config.model.co_teaching)
     names = ("net_a", "net_b") if co_teach else ("net_a",)
     train = data.train
-    nets = Nets(config.model, train.images.shape[-1], data.vocab_size, names)
+    disent = method == "disncl"
+    nets = Nets(config.model, train.images.shape[-1], data.vocab_size, names, disentangled=disent)
     loss_cfg = config.loss
+    optimizer = build_optimizer(config.optim, config.schedule, config.total_steps)
+    optimizers = {n: optimizer for n in names}
 
     phases = []
+    est = None
+    if disent:
+        m = config.model
+        est = disncl.PureModule(
+            lambda rngs: disncl.Estimators(int(m.mii_dim), int(m.mei_dim), loss_cfg.reg, rngs=rngs)
+        )
+        est_groups = tuple(f"est_{n}" for n in names)
+        for g in est_groups:
+            optimizers[g] = optax.adam(float(loss_cfg.est_learning_rate))
+        phases.append(
+            Phase(
+                "est",
+                est_groups,
+                disncl.estimator_loss(nets, est, names, loss_cfg),
+                repeats=int(loss_cfg.est_repeats),
+            )
+        )
     for net in names:
         if method == "vsepp":
             fn = objectives.vsepp_loss(nets, net, loss_cfg)
@@ -52,7 +83,10 @@ def build_retrieval(config, *, data=None) -> Task:
             fn = objectives.infonce_loss(nets, net, loss_cfg)
         else:
             partner = names[1 - names.index(net)] if co_teach else net
-            fn = objectives.ncr_loss(nets, net, partner, loss_cfg)
+            if disent:
+                fn = disncl.disncl_loss(nets, est, net, partner, loss_cfg)
+            else:
+                fn = objectives.ncr_loss(nets, net, partner, loss_cfg)
         phases.append(Phase(net, (net,), fn))
 
     pairs = {
@@ -63,7 +97,7 @@ def build_retrieval(config, *, data=None) -> Task:
 
     def make_sampler(**kw):
         sampler = IndexedPairSampler(pairs, {"images": (train.images, "img_index")}, **kw)
-        if method == "ncr":  # before the first split every pair is "clean" with probability 1
+        if splits:  # before the first split every pair is "clean" with probability 1
             for net in names:
                 ones = np.ones(len(train.tokens), np.float32)
                 sampler.set_per_example(f"clean_prob_{net}", ones)
@@ -99,15 +133,28 @@ def build_retrieval(config, *, data=None) -> Task:
             SplitEvaluator("split", nets, data, loss_cfg, batch_size=config.batch_size)
         )
 
+    if disent and data.factors:
+        evaluators.append(
+            DisentangleEvaluator(
+                "test_codes", nets, data.test, data.factors["test"], seed=config.seed
+            )
+        )
+
+    def init_fn(key):
+        params = nets.init(key)
+        if est is not None:
+            for i, n in enumerate(names):
+                params[f"est_{n}"] = est.init(jax.random.fold_in(key, 100 + i))
+        return params
+
     hook = None
-    if method == "ncr":
+    if splits:
         hook = make_split_hook(nets, data, loss_cfg, batch_size=config.batch_size, seed=config.seed)
 
-    optimizer = build_optimizer(config.optim, config.schedule, config.total_steps)
     return Task(
         name="retrieval",
-        init_fn=nets.init,
-        optimizers={n: optimizer for n in names},
+        init_fn=init_fn,
+        optimizers=optimizers,
         phases=tuple(phases),
         predict_fn=predict_fn,
         evaluators=tuple(evaluators),

@@ -1,0 +1,188 @@
+"""DisNCL: disentangled noisy-correspondence learning, as reconstructed in docs/disncl.md.
+
+Per network (parameter group `net_*`, a `DisNCLNet`) and its estimator group (`est_*`: a
+CLUB conditional q(x_m | s_m) or a density-ratio discriminator per modality):
+
+  matching   two-way soft cross-entropy of S = s_v s_t^T / tau against targets Y built from
+             intra-modal MII affinities and the clean probability w (stop-gradient);
+             `loss.targets`: "soft" (many-to-many), "hard" (identity rows, loss weighted by w)
+             or "ncr_margin" (NCR's hardest-negative triplet with soft margins)
+  L_S        -I(s_v; s_t) by clean-weighted InfoNCE  +  I(s_m; m | other) by w ||s_v - s_t||^2
+  L_X        -I(x_m; h_m) by InfoNCE against the stop-gradient backbone code h_m
+  L_Dis      gamma L_S + (1 - gamma) L_X
+  L_reg      I(s_m; x_m): CLUB-sample upper bound under the estimator's q (`loss.reg="club"`)
+             or the discriminator's loss through gradient reversal ("adversarial")
+  total      matching + lambda_dis L_Dis + lambda_reg L_reg
+The estimator phase (run `loss.est_repeats` times per step) fits q (or the discriminator) on
+stop-gradient codes and updates nothing else. The clean probability comes from the epoch hook's
+GMM on per-sample losses in the MII subspace, from the partner network when co-teaching.
+Every term is logged.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxmr.losses.contrastive import (
+    ncr_soft_margin,
+    soft_correspondence_targets,
+    soft_target_cross_entropy,
+    symmetric_infonce_loss,
+    triplet_hinge_loss,
+)
+from jaxmr.losses.estimators import discriminator_objective
+from jaxmr.losses.gradient_reversal import gradient_reversal
+from jaxmr.losses.mi_bounds import (
+    club_estimator_loss,
+    club_sample_upper_bound,
+    infonce_lower_bound,
+)
+from jaxmr.models.critics import Discriminator, GaussianConditional
+
+REGS = ("club", "adversarial")
+TARGETS = ("soft", "hard", "ncr_margin")
+MODALITIES = ("image", "text")
+
+
+class Estimators(nnx.Module):
+    """Per modality: CLUB's q(x|s) (`reg="club"`) or a discriminator of (s, x) pairs."""
+
+    def __init__(self, mii_dim: int, mei_dim: int, reg: str, *, rngs: nnx.Rngs):
+        if reg not in REGS:
+            raise ValueError(f"config.loss.reg must be one of {REGS}, got {reg!r}")
+        self.reg = reg
+        for m in MODALITIES:
+            if reg == "club":
+                mod = GaussianConditional(mii_dim, mei_dim, hidden=(64,), rngs=rngs)
+            else:
+                mod = Discriminator(mii_dim + mei_dim, hidden=(64,), rngs=rngs)
+            setattr(self, m, mod)
+
+
+class PureModule:
+    """A module kept as a pure-dict parameter group: init, and bind inside jit."""
+
+    def __init__(self, make):
+        self._make = make
+        self.graphdef, params, self.rest = nnx.split(make(nnx.Rngs(0)), nnx.Param, ...)
+        self.abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params)
+
+    def init(self, key) -> dict:
+        return nnx.to_pure_dict(nnx.split(self._make(nnx.Rngs(key)), nnx.Param, ...)[1])
+
+    def bind(self, pure: dict):
+        state = jax.tree.map(lambda a: a, self.abstract)
+        nnx.replace_by_pure_dict(state, pure)
+        return nnx.merge(self.graphdef, state, jax.tree.map(lambda a: a, self.rest))
+
+
+def _codes(nets, params, net, batch):
+    model = nets.bind(params, net)
+    return (
+        model,
+        model.image_codes(batch["images"]),
+        model.text_codes(batch["tokens"], batch["lengths"]),
+    )
+
+
+def _clean_prob(batch, partner, warm):
+    w = batch[f"clean_prob_{partner}"]
+    return jnp.where(warm, jnp.ones_like(w), w)
+
+
+def estimator_loss(nets, est, names, loss_cfg):
+    """The estimator phase: fit each net's q(x_m|s_m) (or discriminator) on stop-gradient codes."""
+
+    def loss_fn(params, batch, ctx):
+        total, aux = 0.0, {}
+        for net in names:
+            _, img, txt = _codes(nets, params, net, batch)
+            e = est.bind(params[f"est_{net}"])
+            for m, c in zip(MODALITIES, (img, txt), strict=True):
+                s, x = jax.lax.stop_gradient(c["s"]), jax.lax.stop_gradient(c["x"])
+                if loss_cfg.reg == "club":
+                    mu, logvar = getattr(e, m)(s)
+                    val = jnp.mean(club_estimator_loss(mu, logvar, x))
+                else:
+                    key = jax.random.fold_in(ctx.key, MODALITIES.index(m))
+                    val, _ = discriminator_objective(getattr(e, m), s, x, key=key)
+                aux[f"{net}/{m}_est_loss"] = val
+                total = total + val
+        return total, aux
+
+    return loss_fn
+
+
+def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
+    """The encoder phase of network `net` (clean probabilities from `partner`)."""
+
+    def loss_fn(params, batch, ctx):
+        model, img, txt = _codes(nets, params, net, batch)
+        warm = ctx.epoch < loss_cfg.warmup_epochs
+        w = _clean_prob(batch, partner, warm)
+        sv, st = img["s"], txt["s"]
+        sim_v, sim_t = (sv, st) if model.similarity == "mii" else (img["h"], txt["h"])
+        scores = sim_v @ sim_t.T
+        tau = loss_cfg.temperature
+        # matching
+        if loss_cfg.targets == "soft":
+            aff_v = jax.lax.stop_gradient(sim_v @ sim_v.T)
+            aff_t = jax.lax.stop_gradient(sim_t @ sim_t.T)
+            y = soft_correspondence_targets(
+                aff_v,
+                aff_t,
+                w,
+                neighbour_weight=loss_cfg.neighbour_weight,
+                temperature=loss_cfg.target_temperature,
+            )
+            match = jnp.mean(soft_target_cross_entropy(scores, y, temperature=tau))
+        elif loss_cfg.targets == "hard":
+            per = symmetric_infonce_loss(scores, temperature=tau)
+            match = jnp.sum(w * per) / jnp.maximum(jnp.sum(w), 1.0)
+        elif loss_cfg.targets == "ncr_margin":
+            margins = ncr_soft_margin(w, margin=loss_cfg.margin, kind=loss_cfg.soft_margin)
+            match = jnp.mean(triplet_hinge_loss(scores, margin=margins))
+        else:
+            raise ValueError(f"config.loss.targets must be one of {TARGETS}")
+        # L_S: maximise I(s; other modality) (clean-weighted InfoNCE), minimise
+        # I(s_m; m | other) (squared distance of clean pairs' MII codes).
+        wsum = jnp.maximum(jnp.sum(w), 1.0)
+        s_nce = jnp.sum(w * symmetric_infonce_loss(sv @ st.T, temperature=tau)) / wsum
+        s_cond = jnp.sum(w * jnp.sum((sv - st) ** 2, axis=-1)) / wsum
+        l_s = s_nce + loss_cfg.cond_weight * s_cond
+        # L_X: the exclusive code keeps what the backbone code carries (InfoNCE bound).
+        l_x = 0.0
+        for m, c in zip(MODALITIES, (img, txt), strict=True):
+            crit = model.critic_scores(c["x"], jax.lax.stop_gradient(c["h"]), m)
+            l_x = l_x - jnp.mean(infonce_lower_bound(crit))
+        l_dis = loss_cfg.gamma * l_s + (1.0 - loss_cfg.gamma) * l_x
+        # L_reg: I(s_m; x_m) under the (frozen here) estimator.
+        e = est.bind(params[f"est_{net}"])
+        l_reg = 0.0
+        for i, (m, c) in enumerate(zip(MODALITIES, (img, txt), strict=True)):
+            key = jax.random.fold_in(ctx.key, i)
+            if loss_cfg.reg == "club":
+                mu, logvar = getattr(e, m)(c["s"])
+                l_reg = l_reg + jnp.mean(club_sample_upper_bound(mu, logvar, c["x"], key=key))
+            else:
+                d_loss, _ = discriminator_objective(
+                    getattr(e, m), gradient_reversal(c["s"]), gradient_reversal(c["x"]), key=key
+                )
+                l_reg = l_reg + d_loss  # reversed: the encoders maximise the discriminator's loss
+        loss = match + loss_cfg.lambda_dis * l_dis + loss_cfg.lambda_reg * l_reg
+        return loss, {
+            "match": match,
+            "L_S": l_s,
+            "L_S_infonce": s_nce,
+            "L_S_cond": s_cond,
+            "L_X": l_x,
+            "L_Dis": l_dis,
+            "L_reg": l_reg,
+            "clean_weight_mean": jnp.mean(w),
+            "warmup": warm.astype(jnp.float32),
+            "mean_positive": jnp.mean(jnp.diagonal(scores)),
+        }
+
+    return loss_fn
