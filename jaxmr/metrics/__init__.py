@@ -1,6 +1,8 @@
-"""Host-side numpy metrics: MCC, DCI, MIG, SAP, retrieval (R@K, medR, rSum)."""
+"""Host-side numpy metrics: MCC, DCI, MIG, SAP, retrieval (R@K, medR, rSum), held-out factor
+probes (R²) and semantic recall."""
 
 from jaxmr.metrics.dci import dci_scores
+from jaxmr.metrics.factor_probe import heldout_r2
 from jaxmr.metrics.mcc import correlation_matrix, mcc_report, mean_corr_coef, weak_mcc
 from jaxmr.metrics.mig import mig_scores, mutual_info_gap
 from jaxmr.metrics.retrieval import (
@@ -11,10 +13,12 @@ from jaxmr.metrics.retrieval import (
     retrieval_metrics_multi_caption,
 )
 from jaxmr.metrics.sap import sap_score, sap_scores
+from jaxmr.metrics.semantic_recall import semantic_recall
 
 __all__ = [
     "correlation_matrix",
     "dci_scores",
+    "heldout_r2",
     "im2recipe_protocol",
     "mcc_report",
     "mean_corr_coef",
@@ -26,5 +30,6 @@ __all__ = [
     "retrieval_metrics_multi_caption",
     "sap_score",
     "sap_scores",
+    "semantic_recall",
     "weak_mcc",
 ]
