@@ -6,7 +6,6 @@ the offline scenes retrieval benchmark (`scenes`).
 """
 
 from jaxmr.data.arrays import ArrayLoader, load_paired_npz
-from jaxmr.data.region_features import region_features
 from jaxmr.data.scenes import ensure_scenes, load_scene_factors, write_scenes
 from jaxmr.data.shapes import cached_paired_shapes, make_paired_shapes
 from jaxmr.data.synthetic import SyntheticSpec, make_synthetic
@@ -20,6 +19,5 @@ __all__ = [
     "load_scene_factors",
     "make_paired_shapes",
     "make_synthetic",
-    "region_features",
     "write_scenes",
 ]
