@@ -15,6 +15,7 @@ import argparse
 import time
 
 import numpy as np
+from sklearn.linear_model import RidgeClassifierCV
 
 from jaxmr.data.scene_captions import render_caption, tokenize_caption, vocab_json
 from jaxmr.data.scenes import (
@@ -96,6 +97,19 @@ def main() -> None:
         print(f"  shared    {name:22s} {v:6.3f}")
     for name, v in zip(f["image_exclusive_names"], r2_excl, strict=True):
         print(f"  exclusive {name:22s} {v:6.3f}")
+
+    # Linear classifiers of each shared factor from raw mean-pooled features, fit on the
+    # train split: what a linear image encoder could get from the features at best-ish.
+    train_f = load_scene_factors(root, "train")["shared"]
+    train_x = np.load(f"{root}/scenes_precomp/train_ims.npy").mean(axis=1)
+    mu, sd = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
+    print("\nridge-classifier accuracy, fit on train (raw mean-pooled), tested on", args.split)
+    for j, name in enumerate(f["shared_names"]):
+        clf = RidgeClassifierCV(alphas=np.logspace(-2, 3, 6))
+        clf.fit((train_x - mu) / sd, train_f[:, j])
+        chance = 1.0 / f["shared_cardinalities"][j]
+        print(f"  {name:22s} {clf.score((pooled - mu) / sd, shared[:, j]):6.3f}  "
+              f"(chance {chance:.3f})")  # fmt: skip
 
     vocab = vocab_json()["word2idx"]
     with open(f"{root}/scenes_precomp/{args.split}_caps.txt") as fh:
