@@ -15,9 +15,16 @@ import argparse
 import time
 
 import numpy as np
+from sklearn.linear_model import RidgeClassifierCV
 
-from jaxmr.data.scene_captions import tokenize_caption, vocab_json
-from jaxmr.data.scenes import CAPS_PER_IMAGE, ensure_scenes, load_scene_factors
+from jaxmr.data.scene_captions import render_caption, tokenize_caption, vocab_json
+from jaxmr.data.scenes import (
+    CAPS_PER_IMAGE,
+    ensure_scenes,
+    load_scene_factors,
+    render_scenes,
+    sample_scene_factors,
+)
 from jaxmr.metrics.factor_probe import heldout_r2
 from jaxmr.metrics.retrieval import l2_normalize, retrieval_metrics_multi_caption
 
@@ -40,13 +47,30 @@ def share_report(nn: np.ndarray, cols: np.ndarray, names, title: str) -> None:
         print(f"  {name:22s} {same_nn:6.3f}  {chance:6.3f}")
 
 
+def save_sample_grid(path: str) -> None:
+    """16 scenes (seed 0) as a PNG, with their captions' shared factors printed."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    shared, excl = sample_scene_factors(16, rng=rng)
+    images = render_scenes(shared, excl, rng=rng)
+    rows = [np.concatenate(list(images[r * 4 : (r + 1) * 4]), axis=1) for r in range(4)]
+    grid = (np.concatenate(rows, axis=0) * 255 + 0.5).astype(np.uint8)
+    Image.fromarray(grid).resize((384, 384), Image.NEAREST).save(path)
+    for i, s in enumerate(shared):
+        print(f"  sample {i}: " + render_caption(s, np.zeros(7, np.int32)))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--size", default="default")
     p.add_argument("--split", default="test")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default="/tmp/jaxmr_scenes")
+    p.add_argument("--figure", default=None, help="write a 4 x 4 grid of sample images here")
     args = p.parse_args()
+    if args.figure:
+        save_sample_grid(args.figure)
     t0 = time.time()
     root = ensure_scenes(args.cache, size=args.size, seed=args.seed)
     print(f"root {root} (ready in {time.time() - t0:.1f} s)")
@@ -73,6 +97,19 @@ def main() -> None:
         print(f"  shared    {name:22s} {v:6.3f}")
     for name, v in zip(f["image_exclusive_names"], r2_excl, strict=True):
         print(f"  exclusive {name:22s} {v:6.3f}")
+
+    # Linear classifiers of each shared factor from raw mean-pooled features, fit on the
+    # train split: what a linear image encoder could get from the features at best-ish.
+    train_f = load_scene_factors(root, "train")["shared"]
+    train_x = np.load(f"{root}/scenes_precomp/train_ims.npy").mean(axis=1)
+    mu, sd = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
+    print("\nridge-classifier accuracy, fit on train (raw mean-pooled), tested on", args.split)
+    for j, name in enumerate(f["shared_names"]):
+        clf = RidgeClassifierCV(alphas=np.logspace(-2, 3, 6))
+        clf.fit((train_x - mu) / sd, train_f[:, j])
+        chance = 1.0 / f["shared_cardinalities"][j]
+        print(f"  {name:22s} {clf.score((pooled - mu) / sd, shared[:, j]):6.3f}  "
+              f"(chance {chance:.3f})")  # fmt: skip
 
     vocab = vocab_json()["word2idx"]
     with open(f"{root}/scenes_precomp/{args.split}_caps.txt") as fh:

@@ -15,7 +15,6 @@ from jaxmr.data.noise import (
     make_or_load_noise,
 )
 from jaxmr.data.precomp import PrecompSplit, default_vocab_path, gather_rows, load_precomp
-from jaxmr.data.region_features import region_features
 from jaxmr.data.samplers import IndexedPairSampler
 from jaxmr.data.scene_captions import tokenize_caption
 from jaxmr.data.scenes import ensure_scenes, load_scene_factors, write_scenes
@@ -47,7 +46,6 @@ __all__ = [
     "make_paired_shapes",
     "make_synthetic",
     "nltk_word_tokenize",
-    "region_features",
     "save_vocab",
     "tokenize_caption",
     "write_scenes",

@@ -1,6 +1,8 @@
-"""Host-side numpy metrics: MCC, DCI, MIG, SAP, retrieval (R@K, medR, rSum), split quality."""
+"""Host-side numpy metrics: MCC, DCI, MIG, SAP, retrieval (R@K, medR, rSum), split quality,
+held-out factor probes (R²) and semantic recall."""
 
 from jaxmr.metrics.dci import dci_scores
+from jaxmr.metrics.factor_probe import heldout_r2
 from jaxmr.metrics.mcc import correlation_matrix, mcc_report, mean_corr_coef, weak_mcc
 from jaxmr.metrics.mig import mig_scores, mutual_info_gap
 from jaxmr.metrics.retrieval import (
@@ -13,11 +15,13 @@ from jaxmr.metrics.retrieval import (
     scan_rank_summary,
 )
 from jaxmr.metrics.sap import sap_score, sap_scores
+from jaxmr.metrics.semantic_recall import semantic_recall
 from jaxmr.metrics.split import split_quality
 
 __all__ = [
     "correlation_matrix",
     "dci_scores",
+    "heldout_r2",
     "im2recipe_protocol",
     "mcc_report",
     "mean_corr_coef",
@@ -32,5 +36,6 @@ __all__ = [
     "sap_scores",
     "scan_rank_summary",
     "split_quality",
+    "semantic_recall",
     "weak_mcc",
 ]

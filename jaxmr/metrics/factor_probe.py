@@ -83,9 +83,10 @@ def heldout_r2(
     fit, test = perm[:n_fit], perm[n_fit:]
     mean, std = codes[fit].mean(axis=0), codes[fit].std(axis=0)
     x = (codes - mean) / np.where(std > 1e-12, std, 1.0)
-    out = np.empty(k)
-    for j in range(k):
-        y = _targets(factors[:, j], cats[j])
-        model = RidgeCV(alphas=np.asarray(alphas), alpha_per_target=True).fit(x[fit], y[fit])
-        out[j] = float(np.mean(_r2(y[test], model.predict(x[test]).reshape(len(test), -1))))
-    return out
+    # One fit for every target column: RidgeCV decomposes the fitting rows once.
+    blocks = [_targets(factors[:, j], cats[j]) for j in range(k)]
+    y = np.concatenate(blocks, axis=1)
+    model = RidgeCV(alphas=np.asarray(alphas), alpha_per_target=True).fit(x[fit], y[fit])
+    r2 = _r2(y[test], model.predict(x[test]).reshape(len(test), -1))
+    bounds = np.cumsum([0] + [b.shape[1] for b in blocks])
+    return np.array([np.mean(r2[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)])

@@ -9,6 +9,7 @@ from jaxmr.models.critics import (
     SeparableCritic,
 )
 from jaxmr.models.ivae import MLP, ConditionalPrior, GaussianEncoder, ResidualFlow
+from jaxmr.models.retrieval import GRUTextEncoder, RegionEncoder
 
 __all__ = [
     "MLP",
@@ -18,6 +19,8 @@ __all__ = [
     "Discriminator",
     "GaussianConditional",
     "GaussianEncoder",
+    "GRUTextEncoder",
+    "RegionEncoder",
     "ResidualFlow",
     "SeparableCritic",
 ]

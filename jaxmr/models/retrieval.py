@@ -96,21 +96,28 @@ class GRUTextEncoder(nnx.Module):
             embedding_init=_uniform_init(0.1),
             rngs=rngs,
         )
-        self.forward_rnn = nnx.RNN(nnx.GRUCell(word_dim, embed_dim, rngs=rngs), return_carry=True)
+        self.forward_rnn = nnx.RNN(
+            nnx.GRUCell(word_dim, embed_dim, rngs=rngs), return_carry=True, rngs=False
+        )
         self.backward_rnn = nnx.RNN(
             nnx.GRUCell(word_dim, embed_dim, rngs=rngs),
             return_carry=True,
             reverse=True,
             keep_order=True,
+            rngs=False,
         )
+        # rngs=False: the carry starts at zero (passed explicitly) and nothing is stochastic,
+        # so the RNNs keep no RNG state (it would otherwise sit in the state and checkpoints).
+        self.embed_dim = embed_dim
         self.pool = pool
         self.normalise = normalise
 
     def _directions(self, tokens: jax.Array, lengths: jax.Array):
         x = self.embed(tokens)
         lengths = lengths.astype(jnp.int32)
-        fwd_last, fwd = self.forward_rnn(x, seq_lengths=lengths)
-        bwd_last, bwd = self.backward_rnn(x, seq_lengths=lengths)
+        h0 = jnp.zeros((tokens.shape[0], self.embed_dim), x.dtype)
+        fwd_last, fwd = self.forward_rnn(x, initial_carry=h0, seq_lengths=lengths)
+        bwd_last, bwd = self.backward_rnn(x, initial_carry=h0, seq_lengths=lengths)
         mask = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]  # [B, L]
         return fwd, bwd, fwd_last, bwd_last, mask
 

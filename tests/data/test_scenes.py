@@ -161,3 +161,18 @@ def test_region_features_shape_and_input_check():
     np.testing.assert_array_equal(feats, region_features(images, feature_dim=8))
     with pytest.raises(ValueError, match=r"\[N, 48, 48, 3\]"):
         region_features(np.zeros((2, 32, 32, 3)))
+
+
+def test_raw_feature_neighbours_share_the_background_not_the_content(smoke_root):
+    # The benchmark's point: in raw feature space the image-exclusive background dominates.
+    ims, _, f = _split(smoke_root, "train")
+    x = np.asarray(ims).mean(axis=1)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    nn = sims.argmax(axis=1)
+    bg = f["image_exclusive"][:, :3]
+    nn_dist = np.linalg.norm(bg[nn] - bg, axis=1).mean()
+    random_dist = np.linalg.norm(bg[np.roll(np.arange(len(bg)), 1)] - bg, axis=1).mean()
+    assert nn_dist < 0.5 * random_dist
+    assert np.mean(np.all(f["shared"][nn] == f["shared"], axis=1)) < 0.1
