@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from jaxmr.data.samplers import IndexedPairSampler
+
 
 def load_paired_npz(
     path: str | os.PathLike,
@@ -64,7 +66,7 @@ def load_paired_npz(
     return out
 
 
-class ArrayLoader:
+class ArrayLoader(IndexedPairSampler):
     """Deterministic mini-batches over in-memory arrays, addressable by step.
 
     The batch for global step t is a pure function of (seed, t): epoch e = t // steps_per_epoch
@@ -76,6 +78,7 @@ class ArrayLoader:
 
     Per-example values computed by epoch hooks (e.g. clean-pair probabilities) are attached
     with `set_per_example` and come back gathered in every batch under their name.
+    (The trainer's default sampler: an `IndexedPairSampler` with nothing gathered by index.)
     """
 
     def __init__(
@@ -87,57 +90,12 @@ class ArrayLoader:
         process_index: int = 0,
         process_count: int = 1,
     ):
-        lengths = {k: len(v) for k, v in arrays.items()}
-        if len(set(lengths.values())) != 1:
-            raise ValueError(f"arrays have different lengths: {lengths}")
-        self.num_examples = next(iter(lengths.values()))
-        if batch_size > self.num_examples:
-            raise ValueError(
-                f"batch_size {batch_size} exceeds the number of examples {self.num_examples}"
-            )
-        if batch_size % process_count:
-            raise ValueError(
-                f"batch_size {batch_size} is not divisible by the process count {process_count}"
-            )
-        self.arrays = dict(arrays)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.process_index = process_index
-        self.process_count = process_count
-        self.steps_per_epoch = self.num_examples // batch_size
-        self._extra: dict[str, np.ndarray] = {}
-        self._perm_cache: tuple[int, np.ndarray] | None = None
-
-    def permutation(self, epoch: int) -> np.ndarray:
-        if self._perm_cache is None or self._perm_cache[0] != epoch:
-            rng = np.random.default_rng([self.seed, epoch])
-            self._perm_cache = (epoch, rng.permutation(self.num_examples))
-        return self._perm_cache[1]
-
-    def indices(self, step: int) -> np.ndarray:
-        """Global example indices of step `step`'s batch, this process's slice."""
-        epoch, pos = divmod(step, self.steps_per_epoch)
-        idx = self.permutation(epoch)[pos * self.batch_size : (pos + 1) * self.batch_size]
-        local = self.batch_size // self.process_count
-        return idx[self.process_index * local : (self.process_index + 1) * local]
-
-    def batch(self, step: int) -> dict[str, np.ndarray]:
-        idx = self.indices(step)
-        out = {k: v[idx] for k, v in self.arrays.items()}
-        out.update({k: v[idx] for k, v in self._extra.items()})
-        out["index"] = idx.astype(np.int32)
-        return out
-
-    @property
-    def per_example(self) -> dict[str, np.ndarray]:
-        """Per-example values attached by epoch hooks (saved with checkpoints)."""
-        return dict(self._extra)
-
-    def set_per_example(self, name: str, values: np.ndarray) -> None:
-        values = np.asarray(values)
-        if len(values) != self.num_examples:
-            raise ValueError(
-                f"per-example values {name!r} have length {len(values)}, "
-                f"expected {self.num_examples}"
-            )
-        self._extra[name] = values
+        super().__init__(
+            arrays,
+            None,
+            batch_size=batch_size,
+            seed=seed,
+            process_index=process_index,
+            process_count=process_count,
+        )
+        self.arrays = self.pairs
