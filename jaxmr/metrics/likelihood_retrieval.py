@@ -20,12 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxmr.metrics.retrieval import (
-    DEFAULT_MAX_BLOCK_ELEMENTS,
-    median_rank,
-    recall_at_k,
-    retrieval_ranks,
-)
+from jaxmr.metrics.retrieval import DEFAULT_MAX_BLOCK_ELEMENTS, im2recipe_protocol
 
 
 def gaussian_score_features(mean: Any, logvar: Any, z: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -83,29 +78,13 @@ def im2recipe_protocol_dot(
         ``i2r/medR``, ``i2r/R@K``, ``r2i/...`` (means over bags, R@K in percent), each also
         with ``_std``, plus ``bag_size`` and ``n_bags``.
     """
-    img, rec = np.asarray(img_emb), np.asarray(rec_emb)
-    if img.ndim != 2 or img.shape != rec.shape:
-        raise ValueError(f"img_emb {img.shape} and rec_emb {rec.shape} must be [N, F] alike")
-    if not (np.all(np.isfinite(img)) and np.all(np.isfinite(rec))):
-        raise ValueError("embeddings contain NaN or inf")
-    if not 1 <= bag_size <= img.shape[0]:
-        raise ValueError(f"bag_size={bag_size} must be in [1, N={img.shape[0]}]")
-    rng = np.random.default_rng(seed)
-    diag = np.arange(bag_size)
-    per_bag: dict[str, list[float]] = {}
-    for _ in range(n_bags):
-        idx = rng.choice(img.shape[0], size=bag_size, replace=False)
-        for name, q, k in (("i2r", img[idx], rec[idx]), ("r2i", rec[idx], img[idx])):
-            ranks = retrieval_ranks(
-                q, k, diag, similarity="dot", max_block_elements=max_block_elements
-            )
-            for kk in ks:
-                per_bag.setdefault(f"{name}/R@{kk}", []).append(recall_at_k(ranks, kk))
-            per_bag.setdefault(f"{name}/medR", []).append(median_rank(ranks))
-    out: dict[str, float] = {}
-    for key, vals in per_bag.items():
-        out[key] = float(np.mean(vals))
-        out[key + "_std"] = float(np.std(vals))
-    out["bag_size"] = float(bag_size)
-    out["n_bags"] = float(n_bags)
-    return out
+    return im2recipe_protocol(
+        img_emb,
+        rec_emb,
+        bag_size=bag_size,
+        n_bags=n_bags,
+        seed=seed,
+        ks=ks,
+        max_block_elements=max_block_elements,
+        similarity="dot",
+    )

@@ -205,6 +205,7 @@ def im2recipe_protocol(
     seed: int = 0,
     ks: tuple[int, ...] = (1, 5, 10),
     max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS,
+    similarity: str = "cosine",
 ) -> dict[str, float]:
     """The im2recipe retrieval protocol of Recipe1M (1k or 10k setting).
 
@@ -223,6 +224,8 @@ def im2recipe_protocol(
         seed: seed of the bag draws.
         ks: R@K cut-offs.
         max_block_elements: similarities per block (see :func:`retrieval_ranks`).
+        similarity: ``"cosine"`` (the protocol) or ``"dot"`` (the raw inner product, for
+            scores written as inner products, e.g. Gaussian log-likelihoods).
 
     Returns:
         dict with ``i2r/medR``, ``i2r/R@1``, ``i2r/R@5``, ``i2r/R@10``, the same for
@@ -239,7 +242,12 @@ def im2recipe_protocol(
         raise ValueError(f"img_emb {img.shape} and rec_emb {rec.shape} must pair row by row")
     if bag_size > img.shape[0] or bag_size < 1:
         raise ValueError(f"bag_size={bag_size} must be in [1, N={img.shape[0]}]")
-    img, rec = l2_normalize(img), l2_normalize(rec)
+    if not (np.all(np.isfinite(img)) and np.all(np.isfinite(rec))):
+        raise ValueError("embeddings contain NaN or inf")
+    if similarity not in ("cosine", "dot"):
+        raise ValueError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
+    if similarity == "cosine":
+        img, rec = l2_normalize(img), l2_normalize(rec)
     rng = np.random.default_rng(seed)
     per_bag: dict[str, list[float]] = {}
     diag = np.arange(bag_size)
