@@ -111,7 +111,10 @@ def test_two_tiny_runs_write_outputs_and_are_not_retrained(study, tmp_path, monk
         assert float(r["rsum"]) >= 0 and 0 <= float(r["split_auc"]) <= 1
         assert r["leak_image"] and r["srsum"] and float(r["seconds"]) > 0
     assert rows[1]["split_auc_b"]  # co-teaching: both networks' splits
-    result = os.path.join(workdir, "runs", "caption_0.4", "ncr_s0", "result.json")
+    run = os.path.join(workdir, "runs", "caption_0.4", "ncr_s0")
+    logged = open(os.path.join(run, "metrics.jsonl")).read()
+    assert "dev/rsum" in logged and "test/rsum" not in logged  # test: best checkpoint only
+    result = os.path.join(run, "result.json")
     with open(result) as f:
         assert json.load(f)["arg"] == "method=ncr,noise=0.4,convention=caption,smoke"
     with open(os.path.join(workdir, "summary.md")) as f:
