@@ -116,7 +116,9 @@ def test_two_tiny_runs_write_outputs_and_are_not_retrained(study, tmp_path, monk
     assert "dev/rsum" in logged and "test/rsum" not in logged  # test: best checkpoint only
     result = os.path.join(run, "result.json")
     with open(result) as f:
-        assert json.load(f)["arg"] == "method=ncr,noise=0.4,convention=caption,smoke"
+        res = json.load(f)
+    assert res["arg"] == "method=ncr,noise=0.4,convention=caption,smoke"
+    assert "test/i2t/medR" in res["metrics"] and "split/net_b/f1" in res["metrics"]
     with open(os.path.join(workdir, "summary.md")) as f:
         summary = f.read()
     assert "—(not run)" in summary and "| disncl | —(not run)" in summary
