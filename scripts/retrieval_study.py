@@ -260,11 +260,11 @@ def run_one(job: dict) -> dict:
         "config": f"configs/{METHODS[job['method']][0]}.py",
         "arg": job["arg"],
     }
-    row |= {col: metrics[key] for col, key in METRIC_KEYS.items() if key in metrics}
+    row |= {col: round(metrics[key], 4) for col, key in METRIC_KEYS.items() if key in metrics}
     if "mi_mii_mei" not in row:  # wherever DisNCL's evaluator logs it
         mi = [v for k, v in sorted(metrics.items()) if k.endswith("/mi_mii_mei")]
         if mi:
-            row["mi_mii_mei"] = mi[0]
+            row["mi_mii_mei"] = round(mi[0], 4)
     # Every scalar of eval/metrics.json, so later tables need no retraining (not in the CSV).
     row["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
     if not np.isfinite(row.get("rsum", float("nan"))):
