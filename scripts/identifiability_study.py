@@ -24,19 +24,18 @@ the numbers and their reading, docs/ivae.md for every model's objective.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from scripts.study_common import read_results, run_jobs, set_xla_threads, write_csv  # noqa: E402
 
 # Models: (config argument, overrides), shared by every setting. `iivae` is the implicit
 # config: exact Jacobian terms and, where D > d, the fixed PCA projection g = F o P
@@ -129,14 +128,6 @@ def published_grid() -> list[Setting]:
     return [synthetic_setting(depth, 5, 5, **PUBLISHED) for depth in (1, 3)]
 
 
-def _set_threads(jobs: int) -> None:
-    if jobs > 1 and "intra_op_parallelism_threads" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = (
-            os.environ.get("XLA_FLAGS", "")
-            + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        ).strip()
-
-
 def _score(s: np.ndarray, z: np.ndarray, *, shapes: bool, seed: int) -> dict[str, float]:
     from jaxmr.metrics.dci import dci_scores
     from jaxmr.metrics.mcc import mcc_report
@@ -161,7 +152,7 @@ def _score(s: np.ndarray, z: np.ndarray, *, shapes: bool, seed: int) -> dict[str
 
 def run_one(job: dict) -> dict:
     """Trains (or reads back) one run and returns its CSV row."""
-    _set_threads(job["jobs"])
+    set_xla_threads(job["jobs"])
     result_path = os.path.join(job["workdir"], "result.json")
     if os.path.exists(result_path):
         with open(result_path) as f:
@@ -375,11 +366,7 @@ def write_outputs(rows: list[dict], workdir: str) -> None:
         "sap",
         "failed",
     ]
-    with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow(r)
+    write_csv(os.path.join(workdir, "results.csv"), rows, fields)
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write(markdown_tables(rows))
     with open(os.path.join(workdir, "summary.md"), "w") as f:
@@ -485,15 +472,15 @@ def main(argv=None):
     print(f"{len(jobs)} runs -> {args.workdir}", flush=True)
     t0 = time.perf_counter()
     rows = []
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            for row in pool.map(run_one, jobs):
-                rows.append(row)
-                _progress(row, len(rows), len(jobs), t0)
-    else:
-        for job in jobs:
-            rows.append(run_one(job))
-            _progress(rows[-1], len(rows), len(jobs), t0)
+
+    def on_done(job, row):
+        rows.append(row)
+        _progress(row, len(rows), len(jobs), t0)
+
+    def on_error(job, exc):
+        raise exc  # as before: the first failure (or a stopped run) ends the study
+
+    run_jobs(run_one, jobs, workers=args.jobs, on_done=on_done, on_error=on_error)
     # Merge with rows of earlier invocations in the same workdir (other models/settings).
     rows = _all_results(args.workdir)
     write_outputs(rows, args.workdir)
@@ -511,12 +498,7 @@ def _progress(row, done, total, t0):
 
 
 def _all_results(workdir: str) -> list[dict]:
-    rows = []
-    base = os.path.join(workdir, "runs")
-    for root, _, files in os.walk(base):
-        if "result.json" in files:
-            with open(os.path.join(root, "result.json")) as f:
-                rows.append(json.load(f))
+    rows = read_results(workdir)
     order = {m: i for i, m in enumerate(MODELS)}
     rows.sort(key=lambda r: (r["benchmark"], r["setting"], order.get(r["model"], 99), r["seed"]))
     return rows

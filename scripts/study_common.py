@@ -1,0 +1,94 @@
+"""Helpers shared by the study scripts (identifiability_study.py, retrieval_study.py).
+
+- `set_xla_threads(jobs)`: single-threaded XLA in each worker when runs go in parallel;
+- `read_results(workdir)`: every `runs/**/result.json` under a study's workdir;
+- `write_csv(path, rows, fields)`: one row per run, unknown keys ignored, missing ones empty;
+- `mean_std(values)`: the "mean ± std" cell of the markdown tables (std over seeds, ddof 0);
+- `run_jobs(fn, jobs, ...)`: runs `fn(job)` in this process or in spawned workers and reports
+  each finished run (or its error) as soon as it is done, so tables can be rewritten after
+  every run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+
+import numpy as np
+
+
+def set_xla_threads(jobs: int) -> None:
+    """With several worker processes on a small machine, each keeps to one XLA thread."""
+    if jobs > 1 and "intra_op_parallelism_threads" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "")
+            + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        ).strip()
+
+
+def read_results(workdir: str) -> list[dict]:
+    """The rows of every finished run under `workdir/runs` (unsorted)."""
+    rows = []
+    for root, _, files in os.walk(os.path.join(workdir, "runs")):
+        if "result.json" in files:
+            with open(os.path.join(root, "result.json")) as f:
+                rows.append(json.load(f))
+    return rows
+
+
+def write_csv(path: str, rows: Iterable[dict], fields: Sequence[str]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+
+
+def mean_std(values: Iterable, digits: int = 3) -> str | None:
+    """`"m ± s"` over the finite values, or None when there are none."""
+    vals = np.array([v for v in values if v is not None], dtype=float)
+    vals = vals[np.isfinite(vals)]
+    if not len(vals):
+        return None
+    return f"{vals.mean():.{digits}f} ± {vals.std():.{digits}f}"
+
+
+def run_jobs(
+    fn: Callable[[dict], dict],
+    jobs: Sequence[dict],
+    *,
+    workers: int,
+    on_done: Callable[[dict, dict], None],
+    on_error: Callable[[dict, BaseException], bool],
+) -> None:
+    """Runs `fn` on every job: in this process when `workers` is 1, else in `workers` spawned
+    processes (`fn` must then be importable by name). `on_done(job, row)` follows each finished
+    run; `on_error(job, exc)` each failed one and returns whether to go on (False: pending jobs
+    are cancelled and running ones are waited for)."""
+    if workers <= 1:
+        for job in jobs:
+            try:
+                row = fn(job)
+            except Exception as exc:  # the caller decides whether to go on
+                if not on_error(job, exc):
+                    return
+                continue
+            on_done(job, row)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pending = {pool.submit(fn, job): job for job in jobs}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = pending.pop(fut)
+                exc = fut.exception()
+                if exc is None:
+                    on_done(job, fut.result())
+                elif not on_error(job, exc):
+                    for other in pending:
+                        other.cancel()
+                    pending = {f: j for f, j in pending.items() if not f.cancelled()}
