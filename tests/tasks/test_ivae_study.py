@@ -18,7 +18,7 @@ from jaxmr.losses import lapack_free
 from jaxmr.losses import vae as vae_lib
 from jaxmr.models.ivae import ResidualFlow
 from jaxmr.tasks import build_task
-from jaxmr.tasks.ivae import _implicit_loss, build_ivae, pca_rotation
+from jaxmr.tasks.ivae.synthetic import _implicit_loss, build_ivae, pca_rotation
 from jaxmr.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -247,7 +247,7 @@ def test_study_published_benchmark_jobs_and_tables(tmp_path):
 
 
 def test_projection_warning_flags_a_flat_spectrum():
-    from jaxmr.tasks.ivae import projection_warning
+    from jaxmr.tasks.ivae.synthetic import projection_warning
 
     assert projection_warning(np.array([9.0, 4.0, 1.0, 0.5]), 2) is None  # 4 / 1: a gap
     msg = projection_warning(np.ones(16), 4)  # whitened features: no gap
