@@ -1,7 +1,5 @@
 """Tests for the error formatter of train.py / eval.py (jaxmr.cli)."""
 
-import pytest
-
 from jaxmr import cli
 from jaxmr.data import recipe1m
 
