@@ -1,4 +1,4 @@
-r"""iIVAE on Recipe1M: shared food factors and im2recipe retrieval (METHODS.md §1).
+r"""iIVAE on Recipe1M: shared food factors and im2recipe retrieval (docs/methods.md §1).
 
 Frozen towers encode every recipe once (MiniLM for the text: title, ingredients,
 instructions; a Flax ResNet for the first image); the features are cached under
@@ -106,7 +106,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             lipschitz_bound=0.7,
             logdet="exact",  # exact | series
             # exact | power: 8 JVP/VJP power steps per branch instead of D-pass Jacobians
-            # and eigvalsh (which METHODS.md saw hang at 20 x 20 on CPU).
+            # and eigvalsh (which hung at 20 x 20 on CPU: docs/methods.md §1).
             spectral="power",
             jacobian_mode="auto",
             power_iters=8,

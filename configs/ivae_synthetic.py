@@ -2,7 +2,7 @@ r"""iIVAE on the embedded synthetic benchmark (no download): the default job.
 
 Data: 40 segments x 1,000 points, d = 5 latents, target dimension 5, 3-layer xtanh mixing
 (the published iVAE generator's default), query modality = 20-dim noisy nonlinear observation
-of the segment (METHODS.md §1).
+of the segment (docs/methods.md §1).
 
 Command (training ~1-2 min on 2 CPU cores, 4,000 steps):
 

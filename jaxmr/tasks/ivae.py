@@ -1,4 +1,4 @@
-"""The iIVAE family as one task (METHODS.md §1).
+"""The iIVAE family as one task (docs/methods.md §1).
 
 Variants (`config.model.variant`):
 - `implicit` (default, iIVAE [R]): invertible residual embedding g of the target modality,
@@ -8,11 +8,12 @@ Variants (`config.model.variant`):
 - `ivae`: explicit-decoder iVAE, q(z|x,y), decoder f(z), prior p(z|x) (u := x).
 - `vae`: q(z|y), decoder, prior N(0, I).
 - `isometry`: documented ablation: MLP embedding g, -log p(g(y)|x) + gamma ||J J^T - I||_F^2
-  (treats g as an isometry so the volume term vanishes; METHODS.md reports it fails).
+  (treats g as an isometry so the volume term vanishes; docs/methods.md §1 says why it
+  stays an ablation).
 `config.loss.beta` weights the KL (beta-VAE / beta-iVAE); for `implicit` it weights the prior
 term (beta = 1 is the exact likelihood).
 
-For target dimension D > d, `config.model.target_mode` picks the candidate of METHODS.md §1:
+For target dimension D > d, `config.model.target_mode` picks the candidate of docs/methods.md §1:
 - `full` (i): the full-dimensional flow F on R^D; the first d outputs get p(z|x), the other
   D - d a learned per-dimension Gaussian N(0, diag v); exact likelihood with log|det J_F|.
 - `injective` (ii): g = first d outputs of the same flow, a map R^D -> R^d;

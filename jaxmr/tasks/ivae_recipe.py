@@ -1,4 +1,4 @@
-"""iIVAE on Recipe1M (METHODS.md §1, docs/recipe1m.md): frozen towers, cached features, heads.
+"""iIVAE on Recipe1M (docs/methods.md §1, docs/recipe1m.md): frozen towers, cached features, heads.
 
 Pipeline of `build_ivae_recipe(config)`:
 
