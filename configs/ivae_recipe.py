@@ -15,6 +15,10 @@ Data (`config.data.source`):
   features  --config.data.features_path='~/feats/{split}.npz' (arrays ids/image/recipe;
             add --config.data.root=... for the food factors and galleries)
   fixture   generated Recipe1M-format fixture with a planted greenness factor (:smoke)
+Caches: the encoded features (and the fixture) are written under `config.data.cache_dir`,
+default ~/.cache/jaxmr/recipe1m (the smoke run writes ~14 MB there; the full data several GB),
+and reused by later runs with the same data and towers; the run prints each cache file it
+reads or writes. Elsewhere: --config.data.cache_dir=/scratch/jaxmr_cache.
 The image tower needs a local Flax ResNet folder: --config.model.image_tower.path=... (or
 --config.model.image_tower.random_init=True, features without pretraining).
 
@@ -54,6 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.total_steps = 20000
     config.batch_size = 256
     config.num_devices = -1  # -1: all devices
+    config.prefetch = 0  # host batches built N steps ahead on a thread; 0 = off
 
     config.data = ml_collections.ConfigDict(
         dict(
@@ -92,10 +97,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             ),
             image_tower=dict(path="", random_init=False, seed=0),
             flow=dict(
-                num_blocks=6, hidden=(128, 128), activation="tanh", affine=True, init_scale=0.1
+                num_blocks=6,
+                hidden=(128, 128),
+                activation="tanh",
+                affine=True,
+                init_scale=0.1,
+                linear=False,  # learnable dense first layer (exact log det)
             ),
             prior=dict(hidden=(256, 256), activation="tanh", mean="learned", conditional=True),
-            encoder=dict(hidden=(256, 256), activation="tanh"),  # isometry ablation's g
+            # the isometry ablation's g
+            encoder=dict(hidden=(256, 256), activation="tanh", split_heads=False),
         )
     )
 

@@ -32,6 +32,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.total_steps = 4000
     config.batch_size = 256
     config.num_devices = -1  # -1: all devices
+    # Host batches built N steps ahead on a thread; 0 = off (on 2 CPU cores it did not help,
+    # docs/performance.md "Input pipeline").
+    config.prefetch = 0
 
     config.data = ml_collections.ConfigDict(
         dict(

@@ -49,3 +49,9 @@ def test_docs_paths_and_sections_resolve():
                 if not os.path.exists(os.path.join(here, link)):
                     missing.append((os.path.relpath(path, ROOT), link))
     assert missing == []
+
+
+def test_readme_claims_no_cloud_workdir():
+    # Runs write through plain file I/O (os.path, open): a gs:// workdir would become a local
+    # folder named "gs:". The README shows mounted folders instead.
+    assert "gs://" not in _read(os.path.join(ROOT, "README.md"))

@@ -150,6 +150,15 @@ def _check(cfg, arrays):
     if m.variant not in VARIANTS:
         raise ValueError(f"config.model.variant must be one of {VARIANTS}, got {m.variant!r}")
     y_dim = arrays["y"].shape[1]
+    if "s" in arrays and arrays["s"].shape[1] != m.latent_dim:
+        k = arrays["s"].shape[1]
+        from_file = cfg.data.path and cfg.data.benchmark == "synthetic"
+        source = f"{cfg.data.factors_key!r} in {cfg.data.path}" if from_file else "the data"
+        raise ValueError(
+            f"config.model.latent_dim={m.latent_dim} but the true factors ({source}) have {k} "
+            f"columns, so MCC would score {m.latent_dim} latents against {k} factors; set "
+            f"--config.model.latent_dim={k}"
+        )
     if m.latent_dim > y_dim:
         raise ValueError(
             f"config.model.latent_dim ({m.latent_dim}) exceeds the target dimension ({y_dim})"
