@@ -1,4 +1,4 @@
-"""Evaluates the latest checkpoint: python eval.py --config=configs/X.py --workdir=DIR."""
+"""Evaluates a checkpoint (latest, or --checkpoint=best): python eval.py --config=X --workdir=DIR."""
 
 import sys
 
@@ -10,6 +10,12 @@ from jaxmr.cli import define_distributed_flags, init_distributed, parse_flags, r
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config recipe file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a training run.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+_CHECKPOINT = flags.DEFINE_enum(
+    "checkpoint",
+    "latest",
+    ["latest", "best"],
+    "Newest checkpoint, or the best one kept by the task's model-selection metric (e.g. dev rSum).",
+)
 define_distributed_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -22,7 +28,7 @@ def main(argv):
         init_distributed()
         from jaxmr.evaluate import evaluate
 
-        evaluate(_CONFIG.value, _WORKDIR.value, step=_STEP.value)
+        evaluate(_CONFIG.value, _WORKDIR.value, step=_STEP.value, checkpoint=_CHECKPOINT.value)
 
     return run_cli(run)
 

@@ -19,9 +19,10 @@ def main(argv):
 
     def run():
         init_distributed()
+        from jaxmr.tasks import build_task
         from jaxmr.train.loop import train_and_evaluate
 
-        train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        train_and_evaluate(build_task(_CONFIG.value), _CONFIG.value, _WORKDIR.value)
 
     return run_cli(run)
 

@@ -152,9 +152,9 @@ class JaxStep:
 
         from jaxmr.data.arrays import ArrayLoader
         from jaxmr.tasks import TASKS
-        from jaxmr.tasks.base import Phase
         from jaxmr.train import mesh as mesh_lib
         from jaxmr.train import step as step_lib
+        from jaxmr.train.task import Phase
 
         self.jax = jax
         self.make_step = step_lib.make_train_step

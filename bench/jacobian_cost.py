@@ -143,7 +143,8 @@ def term_loss(logdet=None, spectral=None, subbatch=None, lapack=False):
 
         bind, d, cfg = task.info["bind"], task.info["latent_dim"], config.loss
 
-        def loss_fn(params, batch, key):
+        def loss_fn(params, batch, ctx):
+            key = ctx.key
             model = bind(params)
             z_full, mean_logdet, sigmas = _flow_terms(
                 model,

@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import ivae_synthetic  # noqa: E402
+from jaxmr.tasks import build_task  # noqa: E402
 from jaxmr.train.loop import train_and_evaluate  # noqa: E402
 
 
@@ -55,7 +56,9 @@ def main(argv=None):
             config.evals.mcc.every_steps = 0  # only at the end
             config.update_from_flattened_dict(overrides)
             t0 = time.perf_counter()
-            out = train_and_evaluate(config, os.path.join(args.workdir, f"{variant}_s{seed}"))
+            out = train_and_evaluate(
+                build_task(config), config, os.path.join(args.workdir, f"{variant}_s{seed}")
+            )
             rows.setdefault(variant, []).append(
                 (out["mcc/mcc_strong"], out["mcc/mcc_weak"], time.perf_counter() - t0)
             )

@@ -167,8 +167,9 @@ def run_one(job: dict) -> dict:
         with open(result_path) as f:
             return json.load(f)
     from configs import ivae_synthetic
+    from jaxmr.tasks import build_task
+    from jaxmr.tasks.ivae import MCCEvaluator
     from jaxmr.train import loop
-    from jaxmr.train.evaluators import MCCEvaluator
 
     arg, overrides = MODELS[job["model"]]
     if job["benchmark"] == "shapes":
@@ -181,12 +182,13 @@ def run_one(job: dict) -> dict:
     config.update_from_flattened_dict({**job["setting_overrides"], **overrides, **job["extra"]})
     os.makedirs(job["workdir"], exist_ok=True)
     t0 = time.perf_counter()
-    out = loop.train_and_evaluate(config, job["workdir"])
+    task = build_task(config)
+    out = loop.train_and_evaluate(task, config, job["workdir"])
     seconds = time.perf_counter() - t0
     if out.get("preempted") or out.get("step") != config.total_steps:
         # Stopped by a signal: the checkpoint resumes next time; no result is written.
         raise RuntimeError(f"{job['workdir']}: stopped at step {out.get('step')}")
-    task, _, state, _ = loop.restore_state(config, job["workdir"])
+    _, state, _ = loop.restore_state(task, config, job["workdir"])
     ev = next(e for e in task.evaluators if isinstance(e, MCCEvaluator))
     z = ev.latents(state.params)
     row = {

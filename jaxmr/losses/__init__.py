@@ -6,6 +6,7 @@ shapes and costs: docs/jacobians.md; the other losses: docs/losses.md.
 """
 
 from jaxmr.losses.contrastive import (
+    ncr_label_prediction,
     ncr_soft_margin,
     soft_correspondence_targets,
     soft_target_cross_entropy,
@@ -53,6 +54,7 @@ from jaxmr.losses.mi_bounds import (
 from jaxmr.losses.vae import elbo, gaussian_kl, gaussian_log_prob, reparameterize
 
 __all__ = [
+    "ncr_label_prediction",
     "batched_jacobian",
     "bilinear_scores",
     "change_of_variables_log_likelihood",

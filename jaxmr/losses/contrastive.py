@@ -274,3 +274,50 @@ def soft_target_cross_entropy(
     row = -jnp.sum(targets * log_p_row, axis=1)
     col = -jnp.sum(targets * log_p_col, axis=1)
     return jnp.where(valid, 0.5 * (row + col), 0.0)
+
+
+# ----------------------------------------------------------------------------- NCR rectification
+
+
+def ncr_label_prediction(
+    scores: chex.Array, *, margin: float = 0.2, where: chex.Array | None = None
+) -> jax.Array:
+    """NCR's predicted correspondence label of each pair (its "co-rectified" soft label).
+
+    .. math::
+        p_i = \\operatorname{clip}\\Big(\\alpha - \\tfrac12\\big[\\tfrac1n\\sum_{j\\ne i}
+              [\\alpha + S_{ij} - S_{ii}]_+ + \\tfrac1n\\sum_{j\\ne i}
+              [\\alpha + S_{ji} - S_{ii}]_+\\big], 0, \\alpha\\Big), \\quad
+        \\hat y_i = \\operatorname{clip}\\big(p_i / \\operatorname{mean}(\\text{top-}(n//10+1)\\
+              \\text{ of } p), 0, 1\\big)
+
+    with n the number of valid pairs (NCR divides by the batch size, diagonal included).
+    A pair whose image and caption beat their in-batch negatives by the margin gets ~1.
+
+    Args:
+      scores: ``[N, N]`` similarities, annotated pairs on the diagonal.
+      margin: alpha (NCR: 0.2).
+      where: optional ``[N]`` bool mask; the prediction uses valid pairs only (0 elsewhere).
+
+    Returns:
+      ``[N]`` labels in [0, 1] (0 where masked). Compute them on stop-gradient scores.
+
+    References:
+      Huang et al., NeurIPS 2021, eq. (6) and their ``ContrastiveLoss(mode="predict")``.
+    """
+    _check_square(scores)
+    n = scores.shape[0]
+    valid = _valid(n, where)
+    scores = _zero_masked(scores, valid)
+    positive = jnp.diagonal(scores)
+    negatives = valid[:, None] & valid[None, :] & ~jnp.eye(n, dtype=bool)
+    cost_row = jnp.where(negatives, jax.nn.relu(margin + scores - positive[:, None]), 0.0)
+    cost_col = jnp.where(negatives, jax.nn.relu(margin + scores.T - positive[:, None]), 0.0)
+    count = jnp.maximum(jnp.sum(valid), 1)
+    p = margin - 0.5 * (jnp.sum(cost_row, axis=1) + jnp.sum(cost_col, axis=1)) / count
+    p = jnp.clip(p, 0.0, margin)
+    k = count // 10 + 1
+    top = jnp.sort(jnp.where(valid, p, -jnp.inf))[::-1]
+    top_mean = jnp.sum(jnp.where(jnp.arange(n) < k, top, 0.0)) / k
+    labels = jnp.clip(p / jnp.maximum(top_mean, 1e-12), 0.0, 1.0)
+    return jnp.where(valid, labels, 0.0)

@@ -375,7 +375,7 @@ def club_estimator_loss(
         e^{\\mathrm{logvar}(a)})
 
     Minimise over q's parameters with ``a`` and ``b`` under ``jax.lax.stop_gradient`` (the
-    encoders must not chase the estimator); see ``jaxmr.train.alternation``.
+    encoders must not chase the estimator); see ``jaxmr.losses.estimators``.
 
     Args:
       mu: ``[N, K]`` means of q(b|a_i).

@@ -1,4 +1,4 @@
-"""Host-side numpy metrics: MCC, DCI, MIG, SAP, retrieval (R@K, medR, rSum)."""
+"""Host-side numpy metrics: MCC, DCI, MIG, SAP, retrieval (R@K, medR, rSum), split quality."""
 
 from jaxmr.metrics.dci import dci_scores
 from jaxmr.metrics.mcc import correlation_matrix, mcc_report, mean_corr_coef, weak_mcc
@@ -8,9 +8,12 @@ from jaxmr.metrics.retrieval import (
     mean_rank,
     median_rank,
     recall_at_k,
+    retrieval_metrics_from_similarity,
     retrieval_metrics_multi_caption,
+    scan_rank_summary,
 )
 from jaxmr.metrics.sap import sap_score, sap_scores
+from jaxmr.metrics.split import split_quality
 
 __all__ = [
     "correlation_matrix",
@@ -23,8 +26,11 @@ __all__ = [
     "mig_scores",
     "mutual_info_gap",
     "recall_at_k",
+    "retrieval_metrics_from_similarity",
     "retrieval_metrics_multi_caption",
     "sap_score",
     "sap_scores",
+    "scan_rank_summary",
+    "split_quality",
     "weak_mcc",
 ]

@@ -1,4 +1,4 @@
-"""Cross-modal retrieval metrics: ranks, R@K, median/mean rank, im2recipe and SCAN protocols.
+"""Cross-modal retrieval metrics: ranks, R@K, median/mean rank, im2recipe and SCAN/NCR protocols.
 
 Host-side numpy. Ranks are 1-based: rank 1 means the right item scored highest. Every
 ranker works on row blocks of the similarity matrix, so at most
@@ -262,31 +262,134 @@ def im2recipe_protocol(
     return out
 
 
+def scan_rank_summary(i2t_ranks: Any, t2i_ranks: Any) -> dict[str, float]:
+    """R@1/5/10, medR, meanR per direction and rSum, exactly as the SCAN/NCR code reports them.
+
+    The published ``i2t``/``t2i`` compute 0-based ranks ``r`` and report
+    ``R@K = 100 * mean(r < K)``, ``medR = floor(median(r)) + 1``, ``meanR = mean(r) + 1``;
+    here ``r = ranks - 1`` and the same formulas are applied.
+
+    Args:
+        i2t_ranks: ``[N_img]`` 1-based rank of each image's best caption.
+        t2i_ranks: ``[N_caps]`` 1-based rank of each caption's image.
+
+    Returns:
+        dict with ``i2t/R@1``, ``i2t/R@5``, ``i2t/R@10``, ``i2t/medR``, ``i2t/meanR``, the
+        same for ``t2i``, and ``rsum`` (sum of the six recalls).
+    """
+    out: dict[str, float] = {}
+    for name, ranks in (("i2t", i2t_ranks), ("t2i", t2i_ranks)):
+        r = np.asarray(ranks) - 1  # the published 0-based ranks
+        if r.size == 0:
+            raise ValueError(f"{name}: needs at least one rank")
+        for k in (1, 5, 10):
+            out[f"{name}/R@{k}"] = float(100.0 * np.mean(r < k))
+        out[f"{name}/medR"] = float(np.floor(np.median(r)) + 1)
+        out[f"{name}/meanR"] = float(r.mean() + 1)
+    out["rsum"] = float(sum(out[f"{d}/R@{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10)))
+    return out
+
+
+def _fold_bounds(n_img: int, n_folds: int) -> list[tuple[int, int]]:
+    if n_folds < 1 or n_img % n_folds:
+        raise ValueError(
+            f"n_folds={n_folds} must be >= 1 and divide the {n_img} images "
+            "(COCO 1K: 5 folds of the 5,000 testall images)"
+        )
+    m = n_img // n_folds
+    return [(f * m, (f + 1) * m) for f in range(n_folds)]
+
+
+def _mean_over_folds(per_fold: list[dict[str, float]]) -> dict[str, float]:
+    out = {k: float(np.mean([d[k] for d in per_fold])) for k in per_fold[0]}
+    out["n_folds"] = float(len(per_fold))
+    return out
+
+
+def retrieval_metrics_from_similarity(
+    sims: Any,
+    *,
+    captions_per_image: int = 5,
+    n_folds: int = 1,
+    max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS,
+) -> dict[str, float]:
+    """SCAN/NCR image-text retrieval from a precomputed ``[N_img, N_caps]`` similarity matrix.
+
+    For scorers that are not a cosine of two embeddings (SGR/SAF-like modules) and for the
+    average of two co-trained networks' similarities (NCR evaluates ``(sims_A + sims_B) / 2``).
+    Caption ``j`` belongs to image ``j // captions_per_image``. ``i2t``: rank of the best of
+    an image's captions among all captions; ``t2i``: rank of a caption's image among all
+    images. Ties count against the right item (see the module docstring).
+
+    ``n_folds > 1`` is the COCO 1K protocol: fold ``f`` is the diagonal block of images
+    ``[f m, (f + 1) m)`` and their captions (``m = N_img / n_folds``), each fold is scored
+    alone, and every metric (medR and meanR included) is the mean over folds. ``n_folds=1``
+    is the full protocol (F30K 1K test, COCO 5K, CC152K 1K with ``captions_per_image=1``).
+
+    Args:
+        sims: ``[N_img, N_img * captions_per_image]`` similarities, higher is better; may
+            be a ``np.memmap`` (read in blocks).
+        captions_per_image: 5 (F30K, COCO) or 1 (CC152K).
+        n_folds: 1, or 5 for COCO 1K.
+        max_block_elements: similarities handled per block.
+
+    Returns:
+        :func:`scan_rank_summary`'s dict (fold means when ``n_folds > 1``, plus ``n_folds``).
+    """
+    if not hasattr(sims, "shape"):
+        sims = np.asarray(sims)
+    if len(sims.shape) != 2:
+        raise ValueError(f"sims must be 2-D [N_img, N_caps], got shape {sims.shape}")
+    n_img, n_caps = sims.shape
+    if n_caps != n_img * captions_per_image:
+        raise ValueError(
+            f"sims must be [N_img, N_img * captions_per_image] = [{n_img}, "
+            f"{n_img} * {captions_per_image}], got {sims.shape}"
+        )
+    per_fold = []
+    for i0, i1 in _fold_bounds(n_img, n_folds):
+        block = sims[i0:i1, i0 * captions_per_image : i1 * captions_per_image]
+        m = i1 - i0
+        own = np.arange(m * captions_per_image).reshape(m, captions_per_image)
+        i2t = ranks_from_similarity(block, own, max_block_elements=max_block_elements)
+        t2i = ranks_from_similarity(
+            block.T,
+            np.arange(m * captions_per_image) // captions_per_image,
+            max_block_elements=max_block_elements,
+        )
+        per_fold.append(scan_rank_summary(i2t, t2i))
+    return per_fold[0] if n_folds == 1 else _mean_over_folds(per_fold)
+
+
 def retrieval_metrics_multi_caption(
     img: Any,
     caps: Any,
     *,
     caps_per_image: int = 5,
     similarity: str = "cosine",
+    n_folds: int = 1,
     max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS,
 ) -> dict[str, float]:
     """SCAN-style image-text retrieval with several captions per image (Flickr30K, COCO).
 
     Caption ``j`` belongs to image ``j // caps_per_image``. Image-to-text (``i2t``): the
     rank of the best-ranked of an image's captions among all captions. Text-to-image
-    (``t2i``): the rank of each caption's image among all images. ``medR`` is floored and
-    ``rSum`` is the sum of the six recalls, as in the SCAN/VSE++ evaluation code.
+    (``t2i``): the rank of each caption's image among all images. Metrics as the published
+    code computes them (:func:`scan_rank_summary`: ``medR = floor(median(r)) + 1`` on 0-based
+    ranks ``r``; ``rSum`` the sum of the six recalls). ``n_folds=5`` is COCO 1K (mean over 5
+    folds of 1,000 images, see :func:`retrieval_metrics_from_similarity`).
 
     Args:
         img: ``[N, D]`` image embeddings (one row per image).
         caps: ``[N * caps_per_image, D]`` caption embeddings, grouped by image.
-        caps_per_image: captions per image (5 for Flickr30K and COCO).
+        caps_per_image: captions per image (5 for Flickr30K and COCO, 1 for CC152K).
         similarity: ``"cosine"`` or ``"dot"``.
+        n_folds: 1 (full set) or 5 (COCO 1K).
         max_block_elements: similarities per block (see :func:`retrieval_ranks`).
 
     Returns:
         dict with ``i2t/R@1``, ``i2t/R@5``, ``i2t/R@10``, ``i2t/medR``, ``i2t/meanR``, the
-        same for ``t2i``, and ``rsum``.
+        same for ``t2i``, and ``rsum`` (and ``n_folds`` when ``n_folds > 1``).
 
     References:
         Lee et al., "Stacked Cross Attention for Image-Text Matching" (SCAN), ECCV 2018.
@@ -301,22 +404,13 @@ def retrieval_metrics_multi_caption(
             f"caps must have N * caps_per_image = {n} * {caps_per_image} rows, "
             f"got caps.shape={caps.shape} for img.shape={img.shape}"
         )
-    own = np.arange(n * caps_per_image).reshape(n, caps_per_image)
-    i2t = retrieval_ranks(
-        img, caps, own, similarity=similarity, max_block_elements=max_block_elements
-    )
-    t2i = retrieval_ranks(
-        caps,
-        img,
-        np.arange(n * caps_per_image) // caps_per_image,
-        similarity=similarity,
-        max_block_elements=max_block_elements,
-    )
-    out: dict[str, float] = {}
-    for name, ranks in (("i2t", i2t), ("t2i", t2i)):
-        for k in (1, 5, 10):
-            out[f"{name}/R@{k}"] = recall_at_k(ranks, k)
-        out[f"{name}/medR"] = float(np.floor(median_rank(ranks)))
-        out[f"{name}/meanR"] = mean_rank(ranks)
-    out["rsum"] = float(sum(out[f"{d}/R@{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10)))
-    return out
+    per_fold = []
+    for i0, i1 in _fold_bounds(n, n_folds):
+        m = i1 - i0
+        fi, fc = img[i0:i1], caps[i0 * caps_per_image : i1 * caps_per_image]
+        own = np.arange(m * caps_per_image).reshape(m, caps_per_image)
+        kw = {"similarity": similarity, "max_block_elements": max_block_elements}
+        i2t = retrieval_ranks(fi, fc, own, **kw)
+        t2i = retrieval_ranks(fc, fi, np.arange(m * caps_per_image) // caps_per_image, **kw)
+        per_fold.append(scan_rank_summary(i2t, t2i))
+    return per_fold[0] if n_folds == 1 else _mean_over_folds(per_fold)

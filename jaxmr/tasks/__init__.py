@@ -1,12 +1,24 @@
-"""Methods as task builders: `TASKS[config.task](config) -> Task`."""
+"""Methods as task builders: `TASKS[config.task](config) -> jaxmr.train.task.Task`.
 
-from jaxmr.tasks.base import Phase, Task
-from jaxmr.tasks.ivae import build_ivae
-from jaxmr.tasks.ivae_recipe import build_ivae_recipe
+One package per method; the trainer (`jaxmr.train`) imports none of them: entry points call
+`build_task(config)` and pass the task in.
+"""
+
+from jaxmr.tasks.ivae import build_ivae, build_ivae_recipe
+from jaxmr.tasks.retrieval import build_retrieval
 
 TASKS = {
     "ivae": build_ivae,
     "ivae_recipe": build_ivae_recipe,
+    "retrieval": build_retrieval,
 }
 
-__all__ = ["TASKS", "Phase", "Task", "build_ivae", "build_ivae_recipe"]
+
+def build_task(config):
+    """The task named by `config.task`, built from `config`."""
+    if config.task not in TASKS:
+        raise ValueError(f"config.task must be one of {sorted(TASKS)}, got {config.task!r}")
+    return TASKS[config.task](config)
+
+
+__all__ = ["TASKS", "build_task", "build_ivae", "build_ivae_recipe", "build_retrieval"]

@@ -110,3 +110,52 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+class BestCheckpointer:
+    """The best checkpoint by a named evaluator metric, kept apart from the last N.
+
+    Orbax's own best-checkpoint policy (`best_fn`/`best_mode`, `max_to_keep=1`) decides what
+    is kept; the metrics of every candidate are stored with it, so a resumed run keeps
+    comparing against the true best so far.
+    """
+
+    def __init__(self, directory: str, metric: str, mode: str = "max"):
+        self.directory = os.path.abspath(directory)
+        self.metric = metric
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=1,
+                create=True,
+                best_fn=lambda m: float(m[metric]),
+                best_mode=mode,
+                keep_checkpoints_without_metrics=False,
+            ),
+        )
+
+    def best_step(self) -> int | None:
+        return self.manager.best_step()
+
+    def save(self, step: int, state, metrics: dict[str, float]) -> None:
+        if step in self.manager.all_steps():
+            return
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+            metrics={k: float(v) for k, v in metrics.items()},
+        )
+
+    def restore(self, state_target, step: int | None = None):
+        """(state, step) of the best checkpoint (or of `step` if given)."""
+        s = self.best_step() if step is None else step
+        if s is None:
+            raise FileNotFoundError(f"no best checkpoint in {self.directory}")
+        out = self.manager.restore(
+            s, args=ocp.args.Composite(state=ocp.args.StandardRestore(state_target))
+        )
+        return out["state"], s
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

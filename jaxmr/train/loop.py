@@ -18,12 +18,12 @@ import jax
 import numpy as np
 
 from jaxmr.data.arrays import ArrayLoader
-from jaxmr.tasks.base import Task
 from jaxmr.train import mesh as mesh_lib
 from jaxmr.train import step as step_lib
-from jaxmr.train.checkpoint import Checkpointer
+from jaxmr.train.checkpoint import BestCheckpointer, Checkpointer
 from jaxmr.train.logging import MetricWriter, Progress
 from jaxmr.train.prefetch import Prefetcher
+from jaxmr.train.task import Sampler, Task
 
 
 class NonFiniteError(FloatingPointError):
@@ -34,14 +34,29 @@ class ConfigError(ValueError):
     """A config value that cannot be used; the message names the key."""
 
 
-def build_task(config) -> Task:
-    # Imported here: task modules import train.evaluators, so a top-level import would be
-    # circular through jaxmr/train/__init__.py.
-    from jaxmr.tasks import TASKS
+def make_sampler(task: Task, config) -> Sampler:
+    """The task's own sampler, or uniform batches over its equal-length `train_arrays`."""
+    kwargs = dict(
+        batch_size=config.batch_size,
+        seed=config.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    if task.make_sampler is not None:
+        return task.make_sampler(**kwargs)
+    return ArrayLoader(task.train_arrays, **kwargs)
 
-    if config.task not in TASKS:
-        raise ConfigError(f"config.task must be one of {sorted(TASKS)}, got {config.task!r}")
-    return TASKS[config.task](config)
+
+def _hook_scalars(out) -> dict[str, float]:
+    """What an epoch hook returned, as loggable scalars (`hook/name`, arrays as `name/i`)."""
+    scalars = {}
+    for k, v in (out or {}).items():
+        arr = np.asarray(v, dtype=np.float64)
+        if arr.ndim == 0:
+            scalars[f"hook/{k}"] = float(arr)
+        else:
+            scalars.update({f"hook/{k}/{i}": float(x) for i, x in enumerate(arr.ravel())})
+    return scalars
 
 
 def prepare_workdir(workdir: str) -> str:
@@ -106,21 +121,41 @@ def _due(step: int, every: int, total: int) -> bool:
     return step == total or (every > 0 and step % every == 0)
 
 
-def restore_state(config, workdir: str, *, step: int | None = None):
-    """(task, mesh, state, step) restored from `workdir` for evaluation."""
-    task = build_task(config)
+def restore_state(
+    task: Task, config, workdir: str, *, step: int | None = None, checkpoint: str = "latest"
+):
+    """(mesh, state, step) restored from `workdir` for evaluation.
+
+    `checkpoint="latest"` reads `checkpoints/` (newest readable, or `step`); `"best"` reads
+    the best checkpoint kept by `task.best_metric` in `checkpoints_best/`.
+    """
+    if checkpoint not in ("latest", "best"):
+        raise ValueError(f"checkpoint must be 'latest' or 'best', got {checkpoint!r}")
     mesh = mesh_lib.make_data_mesh(config.num_devices)
+    target = step_lib.abstract_state(task, mesh)
+    if checkpoint == "best":
+        if task.best_metric is None:
+            raise ValueError(f"task {task.name} keeps no best checkpoint (no best_metric)")
+        best = BestCheckpointer(
+            os.path.join(workdir, "checkpoints_best"), task.best_metric, task.best_mode
+        )
+        if best.best_step() is None:
+            raise FileNotFoundError(f"no best checkpoint in {best.directory}; run train.py first")
+        state, restored = best.restore(target, step)
+        best.close()
+        return mesh, state, restored
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.schedule.keep_checkpoints)
     if ckpt.latest_step() is None:
         raise FileNotFoundError(f"no checkpoint found in {ckpt.directory}; run train.py first")
-    state, _, restored = ckpt.restore(step_lib.abstract_state(task, mesh), step)
+    state, _, restored = ckpt.restore(target, step)
     ckpt.close()
-    return task, mesh, state, restored
+    return mesh, state, restored
 
 
-def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
-    """Trains `config.task` for `config.total_steps`, resuming from `workdir` if it holds
-    checkpoints. Returns the last logged measurements and evaluator results."""
+def train_and_evaluate(task: Task, config, workdir: str) -> dict[str, Any]:
+    """Trains `task` (built from `config` by `jaxmr.tasks.build_task`) for
+    `config.total_steps`, resuming from `workdir` if it holds checkpoints. Returns the last
+    logged measurements and evaluator results."""
     workdir = prepare_workdir(workdir)
     total = int(config.total_steps)
     if total < 1:
@@ -135,18 +170,16 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
-    task = build_task(config)
-    loader = ArrayLoader(
-        task.train_arrays,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    )
+    loader = make_sampler(task, config)
     root_key = jax.random.key(config.seed)
     init_key, step_key = jax.random.split(root_key)
     sched = config.schedule
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=sched.keep_checkpoints)
+    best = None
+    if task.best_metric is not None:  # every process takes part in Orbax saves
+        best = BestCheckpointer(
+            os.path.join(workdir, "checkpoints_best"), task.best_metric, task.best_mode
+        )
     target = step_lib.abstract_state(task, mesh)
     shardings = jax.tree.map(lambda s: s.sharding, target)
 
@@ -163,7 +196,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         start, resume_step = 0, None
     writer = MetricWriter(workdir, enabled=_is_lead(), resume_step=resume_step)
     progress = Progress(total, start, enabled=_is_lead())
-    train_step = step_lib.jit_train_step(task, mesh, shardings)
+    train_step = step_lib.jit_train_step(
+        task, mesh, shardings, steps_per_epoch=loader.steps_per_epoch
+    )
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     _log(
         f"task {task.name} {task.info.get('variant', '')}: {n_params:,} parameters, "
@@ -189,7 +224,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
             for step in range(start + 1, total + 1):
                 epoch_start = (step - 1) % loader.steps_per_epoch == 0
                 if task.epoch_hook is not None and epoch_start:
-                    task.epoch_hook(state, loader, (step - 1) // loader.steps_per_epoch)
+                    hook_out = task.epoch_hook(state, loader, (step - 1) // loader.steps_per_epoch)
+                    if hook_out:
+                        hook_scalars = _hook_scalars(hook_out)
+                        writer.write(step - 1, hook_scalars)
+                        last.update(hook_scalars)
                 if config_prefetch <= 0:
                     batch = make_batch(step)
                 elif prefetch is None or (task.epoch_hook is not None and epoch_start):
@@ -231,18 +270,24 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                     )
                     last["preempted"] = True
                     break
+                results = {}
                 for ev in task.evaluators:
                     if _due(step, ev.every_steps, total):
                         t0 = time.perf_counter()
-                        results = {f"{ev.name}/{k}": v for k, v in ev.run(state.params).items()}
-                        writer.write(step, results)
-                        last.update(results)
-                        shown = "  ".join(f"{k} {v:.4f}" for k, v in results.items())
+                        res = {f"{ev.name}/{k}": v for k, v in ev.run(state.params).items()}
+                        writer.write(step, res)
+                        results.update(res)
+                        shown = "  ".join(f"{k} {v:.4f}" for k, v in res.items())
                         _log(f"eval step {step}: {shown}  ({time.perf_counter() - t0:.1f}s)")
+                last.update(results)
+                if best is not None and task.best_metric in results:
+                    best.save(step, state, results)
     finally:
         if prefetch is not None:
             prefetch.close()
         ckpt.close()
+        if best is not None:
+            best.close()
         writer.close()
     last["step"] = step
     return last

@@ -11,8 +11,8 @@ import optax
 from flax import struct
 from jax.sharding import Mesh
 
-from jaxmr.tasks.base import Task
 from jaxmr.train import mesh as mesh_lib
+from jaxmr.train.task import StepContext, Task
 
 
 @struct.dataclass
@@ -20,15 +20,24 @@ class TrainState:
     step: jax.Array  # int32 scalar: number of updates applied
     params: dict[str, Any]  # {group: params pytree}
     opt_state: dict[str, Any]  # {group: optax state}
+    carry: dict[str, Any]  # non-differentiable carried state (running averages, ...)
 
 
 def _init(task: Task, key: jax.Array) -> TrainState:
+    # init_fn gets the root init key itself, so adding carried state to a task never changes
+    # its parameter initialisation.
     params = task.init_fn(key)
     missing = set(task.optimizers) ^ set(params)
     if missing:
         raise ValueError(f"task {task.name}: parameter groups and optimisers differ: {missing}")
     opt_state = {g: task.optimizers[g].init(p) for g, p in params.items()}
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+    carry = dict(task.init_carry(jax.random.fold_in(key, 1))) if task.init_carry is not None else {}
+    owned = {c for p in task.phases for c in p.carries}
+    if owned - set(carry):
+        raise ValueError(f"task {task.name}: phases own unknown carried state {owned - set(carry)}")
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, carry=carry
+    )
 
 
 def abstract_state(task: Task, mesh: Mesh) -> TrainState:
@@ -50,48 +59,80 @@ def _global_norm(tree) -> jax.Array:
     return optax.tree.norm(tree) if jax.tree.leaves(tree) else jnp.zeros(())
 
 
-def make_train_step(task: Task):
+def learning_rates(task: Task, opt_state: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """The current learning rate of every group whose optimiser was built with
+    `optax.inject_hyperparams` (others are not observable from their state)."""
+    out = {}
+    for g, s in opt_state.items():
+        for leaf in jax.tree.leaves(s, is_leaf=lambda x: hasattr(x, "hyperparams")):
+            if hasattr(leaf, "hyperparams") and "learning_rate" in leaf.hyperparams:
+                out[f"lr/{g}"] = jnp.asarray(leaf.hyperparams["learning_rate"], jnp.float32)
+                break
+    return out
+
+
+def make_train_step(task: Task, *, steps_per_epoch: int = 1):
     """Returns `train_step(state, batch, root_key) -> (state, measurements)` (not jitted).
 
-    Randomness: the step's key is fold_in(root_key, step), then fold_in(., phase index), so a
-    run is reproducible and resumable whatever the logging or checkpoint cadence.
+    Randomness: the step's key is fold_in(root_key, step), then fold_in(., phase index), then
+    fold_in(., repeat) for repeated phases, so a run is reproducible and resumable whatever
+    the logging or checkpoint cadence.
     """
+    spe = max(int(steps_per_epoch), 1)
 
     def train_step(state: TrainState, batch: Mapping[str, jax.Array], root_key: jax.Array):
         key = jax.random.fold_in(root_key, state.step)
+        epoch = state.step // spe
         params = dict(state.params)
         opt_state = dict(state.opt_state)
+        carry = dict(state.carry)
         measurements = {}
         for i, phase in enumerate(task.phases):
             phase_key = jax.random.fold_in(key, i)
+            for r in range(phase.repeats):
+                rkey = phase_key if phase.repeats == 1 else jax.random.fold_in(phase_key, r)
+                ctx = StepContext(step=state.step, epoch=epoch, key=rkey, carry=carry)
 
-            def objective(sub, phase=phase, phase_key=phase_key):
-                return phase.loss_fn({**params, **sub}, batch, phase_key)
+                def objective(sub, phase=phase, ctx=ctx):
+                    return phase.loss_fn({**params, **sub}, batch, ctx)
 
-            sub = {g: params[g] for g in phase.groups}
-            (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(sub)
-            updates_all = {}
-            for g in phase.groups:
-                updates, opt_state[g] = task.optimizers[g].update(grads[g], opt_state[g], sub[g])
-                params[g] = optax.apply_updates(sub[g], updates)
-                updates_all[g] = updates
+                sub = {g: params[g] for g in phase.groups}
+                (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(sub)
+                aux = dict(aux)
+                new_carry = aux.pop("carry", {})
+                foreign = set(new_carry) - set(phase.carries)
+                if foreign:
+                    raise ValueError(
+                        f"phase {phase.name!r} updates carried state it does not own: "
+                        f"{sorted(foreign)} (declare it in Phase.carries)"
+                    )
+                carry.update(jax.lax.stop_gradient(new_carry))
+                updates_all = {}
+                for g in phase.groups:
+                    updates, opt_state[g] = task.optimizers[g].update(
+                        grads[g], opt_state[g], sub[g]
+                    )
+                    params[g] = optax.apply_updates(sub[g], updates)
+                    updates_all[g] = updates
+            # Logged values are those of the phase's last repeat.
             p = phase.name
             measurements[f"{p}/loss"] = loss
             measurements.update({f"{p}/{k}": v for k, v in aux.items()})
             measurements[f"{p}/grad_norm"] = _global_norm(grads)
             measurements[f"{p}/update_norm"] = _global_norm(updates_all)
             measurements[f"{p}/param_norm"] = _global_norm({g: params[g] for g in phase.groups})
-        new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+        measurements.update(learning_rates(task, opt_state))
+        new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state, carry=carry)
         return new_state, measurements
 
     return train_step
 
 
-def jit_train_step(task: Task, mesh: Mesh, state_shardings):
+def jit_train_step(task: Task, mesh: Mesh, state_shardings, *, steps_per_epoch: int = 1):
     """jit with the batch sharded over `data`, replicated state (donated) and measurements."""
     rep = mesh_lib.replicated(mesh)
     return jax.jit(
-        make_train_step(task),
+        make_train_step(task, steps_per_epoch=steps_per_epoch),
         in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh), rep),
         out_shardings=(state_shardings, rep),
         donate_argnums=(0,),

@@ -187,3 +187,31 @@ def test_soft_pipeline_ignores_masked_examples():
 def test_rejects_non_square_scores():
     with pytest.raises(ValueError, match="square"):
         cl.symmetric_infonce_loss(jnp.ones((3, 4)))
+
+
+def _ncr_predict_port(scores, margin=0.2):
+    """NCR's ContrastiveLoss(mode="predict") followed by clamp(0, 1), in numpy loops."""
+    n = scores.shape[0]
+    p = np.zeros(n)
+    for i in range(n):
+        cs = sum(max(0.0, margin + scores[i, j] - scores[i, i]) for j in range(n) if j != i) / n
+        ci = sum(max(0.0, margin + scores[j, i] - scores[i, i]) for j in range(n) if j != i) / n
+        p[i] = min(max(margin - (cs + ci) / 2, 0.0), margin)
+    top = np.sort(p)[-(n // 10 + 1) :]
+    return np.clip(p / top.mean(), 0, 1)
+
+
+def test_ncr_label_prediction_matches_reference_port():
+    from jaxmr.losses.contrastive import ncr_label_prediction
+
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(-0.3, 0.6, size=(23, 23)) + np.eye(23) * rng.uniform(0, 0.5, 23)
+    got = np.asarray(ncr_label_prediction(jnp.asarray(scores, jnp.float32)))
+    np.testing.assert_allclose(got, _ncr_predict_port(scores), rtol=1e-5, atol=1e-6)
+    # A mask gives the prediction of the valid sub-batch alone.
+    keep = rng.random(23) < 0.6
+    masked = np.asarray(ncr_label_prediction(jnp.asarray(scores, jnp.float32), where=keep))
+    np.testing.assert_allclose(
+        masked[keep], _ncr_predict_port(scores[np.ix_(keep, keep)]), rtol=1e-5, atol=1e-6
+    )
+    assert np.all(masked[~keep] == 0)

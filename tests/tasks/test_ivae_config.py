@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from configs import ivae_synthetic
-from jaxmr.tasks import TASKS
+from jaxmr.tasks import TASKS, build_task
 from jaxmr.train import loop
 
 
@@ -33,4 +33,4 @@ def test_synthetic_task_reads_only_declared_keys(strict_config_get, arg):
 def test_trainer_reads_only_declared_keys(strict_config_get, tmp_path):
     config = ivae_synthetic.get_config("smoke")
     config.total_steps = 2
-    loop.train_and_evaluate(config, str(tmp_path / "run"))
+    loop.train_and_evaluate(build_task(config), config, str(tmp_path / "run"))

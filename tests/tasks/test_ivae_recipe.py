@@ -8,6 +8,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,12 +16,13 @@ from PIL import Image
 from configs import ivae_recipe
 from jaxmr.evaluate import evaluate
 from jaxmr.metrics.mcc import correlation_matrix
-from jaxmr.tasks import TASKS
-from jaxmr.tasks import ivae_recipe as task_lib
+from jaxmr.tasks import TASKS, build_task
+from jaxmr.tasks.ivae import recipe as task_lib
 from jaxmr.train import loop
 from jaxmr.train import mesh as mesh_lib
 from jaxmr.train import step as step_lib
-from jaxmr.train.recipe_evaluators import predict_arrays
+from jaxmr.train.evaluators import predict_arrays
+from jaxmr.train.task import StepContext
 from tests.conftest import requires_minilm
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -51,7 +53,7 @@ def test_smoke_train_then_eval_writes_metrics_and_figures(cache_dir, tmp_path):
     config.schedule.checkpoint_every_steps = 40
     config.evals.retrieval.every_steps = 40
     config.evals.food.every_steps = 40
-    out = loop.train_and_evaluate(config, workdir)
+    out = loop.train_and_evaluate(build_task(config), config, workdir)
     assert out["step"] == 40 and np.isfinite(out["train/loss"])
     assert 1.0 <= out["retrieval/cosine/bag50/i2r/medR"] <= 50.0
     assert os.listdir(os.path.join(workdir, "checkpoints")) == ["40"]
@@ -224,7 +226,13 @@ def test_isometry_ablation_embeds_the_target_alone(cache_dir):
     task = TASKS[config.task](config)
     params = task.init_fn(jax.random.key(0))
     batch = {k: v[:8] for k, v in task.train_arrays.items()}
-    loss, aux = task.phases[0].loss_fn(params, batch, jax.random.key(1))
+    ctx = StepContext(
+        step=jnp.zeros((), jnp.int32),
+        epoch=jnp.zeros((), jnp.int32),
+        key=jax.random.key(1),
+        carry={},
+    )
+    loss, aux = task.phases[0].loss_fn(params, batch, ctx)
     assert np.isfinite(loss) and "isometry_penalty" in aux
     out = task.predict_fn(params, batch)
     assert out["z"].shape == out["mean"].shape == out["logvar"].shape == (8, 4)
@@ -281,7 +289,7 @@ def test_smoke_with_pretrained_minilm(tmp_path):
         str(tmp_path / "cache"),
         **{"model.text_tower.random_init": False, "total_steps": 20},
     )
-    out = loop.train_and_evaluate(config, str(tmp_path / "run"))
+    out = loop.train_and_evaluate(build_task(config), config, str(tmp_path / "run"))
     assert np.isfinite(out["train/loss"])
     feats = task_lib.load_recipe_features(config)["test"]
     assert feats.recipe.shape[1] == 384

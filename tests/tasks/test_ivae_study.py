@@ -17,6 +17,7 @@ from jaxmr.data.synthetic import SyntheticSpec, make_synthetic
 from jaxmr.losses import lapack_free
 from jaxmr.losses import vae as vae_lib
 from jaxmr.models.ivae import ResidualFlow
+from jaxmr.tasks import build_task
 from jaxmr.tasks.ivae import _implicit_loss, build_ivae, pca_rotation
 from jaxmr.train import loop
 
@@ -145,7 +146,7 @@ def test_injective_loss_is_prior_plus_half_logdet_of_the_full_map():
 def test_target_dim_above_latent_dim_trains(tmp_path, sets):
     config = _config(**sets)
     config.total_steps = 6
-    out = loop.train_and_evaluate(config, str(tmp_path / "run"))
+    out = loop.train_and_evaluate(build_task(config), config, str(tmp_path / "run"))
     assert np.isfinite(out["train/loss"]) and 0.0 < out["mcc/mcc_strong"] <= 1.0
 
 
@@ -196,7 +197,7 @@ def test_shapes_features_and_training(tmp_path):
     config.model.flow.num_blocks = 2
     config.model.flow.hidden = (16,)
     config.total_steps = 4
-    out = loop.train_and_evaluate(config, str(tmp_path / "shapes"))
+    out = loop.train_and_evaluate(build_task(config), config, str(tmp_path / "shapes"))
     assert np.isfinite(out["train/loss"]) and 0.0 < out["mcc/mcc_strong"] <= 1.0
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from configs import ivae_synthetic
 from jaxmr.evaluate import evaluate
+from jaxmr.tasks import build_task
 from jaxmr.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,7 +23,7 @@ def _steps(path):
 def test_smoke_run_resume_and_eval(tmp_path, capsys):
     workdir = str(tmp_path / "run")
     config = ivae_synthetic.get_config("smoke")
-    out = loop.train_and_evaluate(config, workdir)
+    out = loop.train_and_evaluate(build_task(config), config, workdir)
     assert out["step"] == 40 and np.isfinite(out["train/loss"])
     assert 0.0 < out["mcc/mcc_strong"] <= 1.0
     assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) == [20, 40]
@@ -41,7 +42,7 @@ def test_smoke_run_resume_and_eval(tmp_path, capsys):
     capsys.readouterr()
     config.unlock()
     config.total_steps = 80
-    out2 = loop.train_and_evaluate(config, workdir)
+    out2 = loop.train_and_evaluate(build_task(config), config, workdir)
     assert "resuming from checkpoint at step 40" in capsys.readouterr().out
     assert out2["step"] == 80
     steps = _steps(os.path.join(workdir, "metrics.jsonl"))
@@ -65,7 +66,7 @@ def test_smoke_run_resume_and_eval(tmp_path, capsys):
 def test_other_variants_train(tmp_path, variant):
     config = ivae_synthetic.get_config(f"smoke,variant={variant}")
     config.total_steps = 10
-    out = loop.train_and_evaluate(config, str(tmp_path / variant))
+    out = loop.train_and_evaluate(build_task(config), config, str(tmp_path / variant))
     assert np.isfinite(out["train/loss"]) and 0.0 < out["mcc/mcc_strong"] <= 1.0
 
 
@@ -76,7 +77,7 @@ def test_user_npz_data(tmp_path):
     config.data.path = str(tmp_path / "d.npz")
     config.model.latent_dim = 3
     config.total_steps = 4
-    out = loop.train_and_evaluate(config, str(tmp_path / "run"))
+    out = loop.train_and_evaluate(build_task(config), config, str(tmp_path / "run"))
     assert np.isfinite(out["train/loss"]) and "mcc/mcc_strong" not in out  # no factors given
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from configs import ivae_synthetic
+from jaxmr.tasks import build_task
 from jaxmr.train import loop
 from jaxmr.train import mesh as mesh_lib
 from jaxmr.train import step as step_lib
@@ -55,7 +56,7 @@ def _wait_for_checkpoint(proc, workdir, step, timeout=120):
 
 def _params(workdir, step=None):
     config = ivae_synthetic.get_config("smoke")
-    task = loop.build_task(config)
+    task = build_task(config)
     mesh = mesh_lib.make_data_mesh(1)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     state, _, s = ckpt.restore(step_lib.abstract_state(task, mesh), step)
@@ -121,13 +122,13 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(reference, tmp_path):
 def test_truncated_newest_checkpoint_falls_back_to_previous(tmp_path, capsys):
     workdir = str(tmp_path / "run")
     config = ivae_synthetic.get_config("smoke")
-    loop.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(build_task(config), config, workdir)
     state_dir = os.path.join(workdir, "checkpoints", "40", "state")
     for root, _, files in os.walk(state_dir):
         for f in files:
             os.truncate(os.path.join(root, f), 3)
     capsys.readouterr()
-    out = loop.train_and_evaluate(config, workdir)
+    out = loop.train_and_evaluate(build_task(config), config, workdir)
     captured = capsys.readouterr()
     assert "checkpoints/40 is unreadable" in captured.err
     assert "falling back to the previous checkpoint" in captured.err

@@ -68,37 +68,35 @@ def test_too_many_devices_is_a_clear_error():
         mesh_lib.make_data_mesh(9)
 
 
-def test_non_finite_loss_stops_naming_step_and_term(tmp_path, monkeypatch):
-    monkeypatch.setitem(TASKS, "toy", build_toy)
+def test_non_finite_loss_stops_naming_step_and_term(tmp_path):
     config = toy_config(**{"data.nan_epoch": 1, "total_steps": 8})
     with pytest.raises(loop.NonFiniteError, match=r"non-finite value est/loss=nan at step 5;"):
-        loop.train_and_evaluate(config, str(tmp_path / "run"))
+        loop.train_and_evaluate(build_toy(config), config, str(tmp_path / "run"))
     rows = [json.loads(r) for r in open(tmp_path / "run" / "metrics.jsonl")]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(np.isfinite(r["est/loss"]) for r in rows)
     # The last good checkpoint is intact and restorable.
-    task, _, state, step = loop.restore_state(config, str(tmp_path / "run"))
+    _, state, step = loop.restore_state(build_toy(config), config, str(tmp_path / "run"))
     assert step == 4 and np.isfinite(state.params["b"]["v"])
 
 
 @pytest.mark.parametrize("prefetch", [0, 2])
-def test_epoch_hook_runs_each_epoch_and_feeds_batches(tmp_path, monkeypatch, prefetch):
-    built = []
-    monkeypatch.setitem(TASKS, "toy", lambda c: built.append(build_toy(c)) or built[-1])
+def test_epoch_hook_runs_each_epoch_and_feeds_batches(tmp_path, prefetch):
     # 32 examples / batch 8 = 4 steps per epoch; with prefetch, batches come from a thread.
     config = toy_config(total_steps=12, prefetch=prefetch)
-    loop.train_and_evaluate(config, str(tmp_path / "run"))
+    built = [build_toy(config)]
+    loop.train_and_evaluate(built[0], config, str(tmp_path / "run"))
     assert built[0].info["epochs_seen"] == [0, 1, 2]
     rows = [json.loads(r) for r in open(tmp_path / "run" / "metrics.jsonl")]
     assert [r["est/w_mean"] for r in rows] == [0.0] * 4 + [1.0] * 4 + [2.0] * 4
 
 
-def test_epoch_hook_values_survive_resume_mid_epoch(tmp_path, monkeypatch):
-    built = []
-    monkeypatch.setitem(TASKS, "toy", lambda c: built.append(build_toy(c)) or built[-1])
+def test_epoch_hook_values_survive_resume_mid_epoch(tmp_path):
     workdir = str(tmp_path / "run")
-    loop.train_and_evaluate(toy_config(total_steps=6), workdir)  # stops mid-epoch 1
-    loop.train_and_evaluate(toy_config(total_steps=12), workdir)
+    configs = [toy_config(total_steps=6), toy_config(total_steps=12)]
+    built = [build_toy(c) for c in configs]
+    loop.train_and_evaluate(built[0], configs[0], workdir)  # stops mid-epoch 1
+    loop.train_and_evaluate(built[1], configs[1], workdir)
     assert built[0].info["epochs_seen"] == [0, 1]
     assert built[1].info["epochs_seen"] == [2]  # epoch 1's values came from the checkpoint
     rows = [json.loads(r) for r in open(os.path.join(workdir, "metrics.jsonl"))]

@@ -1,6 +1,6 @@
 """Recipe1M evaluators: im2recipe retrieval and food-factor alignment.
 
-Both follow the evaluator contract of `jaxmr.train.evaluators` (`name`, `every_steps`,
+Both follow the evaluator contract of `jaxmr.train.task.Evaluator` (`name`, `every_steps`,
 `run(params) -> dict[str, float]`, logged during training) and add
 `evaluate(params, out_dir) -> (metrics, figure_paths)`, which `eval.py` calls to write
 `eval/metrics.json` and the figures.
@@ -21,32 +21,10 @@ import numpy as np
 from jaxmr.data.food_factors import food_factor_alignment
 from jaxmr.metrics.likelihood_retrieval import gaussian_score_features, im2recipe_protocol_dot
 from jaxmr.metrics.retrieval import im2recipe_protocol
+from jaxmr.train.evaluators import predict_arrays
+from jaxmr.train.task import Evaluator
 
 SCORES = ("cosine", "loglik")
-
-
-def predict_arrays(
-    predict_fn: Callable,
-    params,
-    arrays: Mapping[str, np.ndarray],
-    *,
-    batch_size: int = 4096,
-) -> dict[str, np.ndarray]:
-    """Every output of a jitted `predict_fn(params, batch)` over all rows, on the host.
-
-    The last chunk is padded to `batch_size` so one compiled shape serves every call.
-    """
-    n = len(next(iter(arrays.values())))
-    bs = min(batch_size, n)
-    out: dict[str, list[np.ndarray]] = {}
-    for i in range(0, n, bs):
-        chunk = {k: v[i : i + bs] for k, v in arrays.items()}
-        m = len(next(iter(chunk.values())))
-        if m < bs:
-            chunk = {k: np.concatenate([v, np.repeat(v[-1:], bs - m, 0)]) for k, v in chunk.items()}
-        for k, v in predict_fn(params, chunk).items():
-            out.setdefault(k, []).append(np.asarray(v)[:m])
-    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def bag_label(bag_size: int) -> str:
@@ -54,7 +32,7 @@ def bag_label(bag_size: int) -> str:
     return f"{bag_size // 1000}k" if bag_size % 1000 == 0 else f"bag{bag_size}"
 
 
-class RetrievalEvaluator:
+class RetrievalEvaluator(Evaluator):
     """The im2recipe protocol on the eval split, for one or both scores.
 
     Scores [R]: `cosine` of the prior mean mu(x) of the query-modality item and the target
@@ -158,7 +136,7 @@ class _Rows(Sequence):
         return self.seq[int(self.rows[i])]
 
 
-class FoodFactorEvaluator:
+class FoodFactorEvaluator(Evaluator):
     """Spearman correlation of every latent with every food factor, MCC after matching,
     and (in `evaluate`) the heatmap and per-latent extremes galleries.
 

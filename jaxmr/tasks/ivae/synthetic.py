@@ -51,9 +51,9 @@ from jaxmr.losses import jacobian as jac_lib
 from jaxmr.losses import lapack_free
 from jaxmr.losses import vae as vae_lib
 from jaxmr.models.ivae import MLP, ConditionalPrior, GaussianEncoder, ResidualFlow
-from jaxmr.tasks.base import Phase, Task
-from jaxmr.train.evaluators import MCCEvaluator
+from jaxmr.tasks.ivae.evaluators import MCCEvaluator
 from jaxmr.train.optim import build_optimizer
+from jaxmr.train.task import Phase, Task
 
 VARIANTS = ("implicit", "ivae", "vae", "isometry")
 TARGET_MODES = ("full", "injective")
@@ -239,7 +239,8 @@ def build_ivae(cfg) -> Task:
         nnx.replace_by_pure_dict(state, params["model"])
         return nnx.merge(graphdef, state)
 
-    def loss_fn(params, batch, key):
+    def loss_fn(params, batch, ctx):
+        key = ctx.key
         model = bind(params)
         x, y = batch["x"], project(batch["y"])
         if variant == "implicit":

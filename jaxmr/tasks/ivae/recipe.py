@@ -23,10 +23,10 @@ Pipeline of `build_ivae_recipe(config)`:
    the train split and whitened (unit variance per component), because the invertible
    embedding g needs a moderate dimension and a *learned* projection in front of an exact
    likelihood would let the model shrink the data to raise its density.
-3. **Heads**: `IVAEModel` and the losses of `jaxmr.tasks.ivae` (`implicit`: invertible
+3. **Heads**: `IVAEModel` and the losses of `jaxmr.tasks.ivae.synthetic` (`implicit`: invertible
    residual flow g with the Jacobian penalty; D > d uses the full-dimensional flow,
    candidate (i); `isometry`: the documented ablation). Nothing is copied.
-4. **Evaluators** on the eval split (`jaxmr.train.recipe_evaluators`): the im2recipe
+4. **Evaluators** on the eval split (`jaxmr.tasks.ivae.recipe_evaluators`): the im2recipe
    protocol (cosine of mu(x) and g(y)_{:d}, and the likelihood score log p(g(y) | x)) and the
    food-factor alignment with heatmap and extremes galleries.
 
@@ -50,11 +50,11 @@ import numpy as np
 from flax import nnx
 
 from jaxmr.data import food_factors as ff
-from jaxmr.tasks import ivae as ivae_lib
-from jaxmr.tasks.base import Phase, Task
-from jaxmr.tasks.ivae import IVAEModel, _implicit_loss, _isometry_loss
+from jaxmr.tasks.ivae import synthetic as ivae_lib
+from jaxmr.tasks.ivae.recipe_evaluators import FoodFactorEvaluator, RetrievalEvaluator
+from jaxmr.tasks.ivae.synthetic import IVAEModel, _implicit_loss, _isometry_loss
 from jaxmr.train.optim import build_optimizer
-from jaxmr.train.recipe_evaluators import FoodFactorEvaluator, RetrievalEvaluator
+from jaxmr.train.task import Phase, Task
 
 logger = logging.getLogger(__name__)
 
@@ -571,7 +571,8 @@ def build_ivae_recipe(cfg) -> Task:
         nnx.replace_by_pure_dict(state, params["model"])
         return nnx.merge(graphdef, state)
 
-    def loss_fn(params, batch, key):
+    def loss_fn(params, batch, ctx):
+        key = ctx.key
         model = bind(params)
         if m.variant == "implicit":
             return _implicit_loss(model, batch["x"], batch["y"], key, d, loss_cfg, beta, gamma)

@@ -1,16 +1,123 @@
-"""Estimator/encoder alternation: CLUB estimator, discriminator, critics, and a full loop."""
+"""Estimator objectives: CLUB estimator, discriminator, critics, and an alternating loop.
+
+`EstimatorState`/`estimator_update` below are a test-local fitting loop (the library alternates
+through trainer phases; see tests/train/test_contract.py)."""
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
+from flax import nnx, struct
 
+from jaxmr.losses import estimators as objectives
 from jaxmr.losses import mi_bounds as mb
 from jaxmr.models.critics import Discriminator, GaussianConditional, SeparableCritic
-from jaxmr.train import alternation as alt
 
+
+# ---- test-local estimator fitting (what an estimator phase does inside the trainer) ----
+@struct.dataclass
+class EstimatorState:
+    """(test helper) Parameters, optimiser state and objective of an auxiliary estimator (a pytree).
+
+    Attributes:
+      graphdef: the module's static structure (``nnx.split``).
+      params: the module's ``nnx.State``.
+      opt_state: the estimator's own optax state.
+      step: number of estimator updates done.
+      tx: the estimator's optax transformation (static).
+      objective: the loss the estimator minimises (static); see ``club_objective``,
+        ``discriminator_objective``, ``critic_objective``.
+    """
+
+    graphdef: nnx.GraphDef = struct.field(pytree_node=False)
+    params: nnx.State
+    opt_state: optax.OptState
+    step: jax.Array
+    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    objective: objectives.Objective = struct.field(pytree_node=False)
+
+    @classmethod
+    def create(
+        cls, module: nnx.Module, tx: optax.GradientTransformation, objective: objectives.Objective
+    ) -> "EstimatorState":
+        """Splits ``module`` and initialises ``tx`` on its parameters."""
+        graphdef, params = nnx.split(module)
+        return cls(
+            graphdef=graphdef,
+            params=params,
+            opt_state=tx.init(params),
+            step=jnp.zeros((), jnp.int32),
+            tx=tx,
+            objective=objective,
+        )
+
+    @property
+    def module(self) -> nnx.Module:
+        """A fresh module holding the current parameters."""
+        return nnx.merge(self.graphdef, self.params)
+
+
+def apply_estimator(state: "EstimatorState", *args: Any, **kwargs: Any) -> Any:
+    """Calls the estimator module with its current parameters (e.g. ``(mu, logvar)`` of q)."""
+    return state.module(*args, **kwargs)
+
+
+def estimator_update(
+    state: "EstimatorState",
+    inputs_a: jax.Array,
+    inputs_b: jax.Array,
+    *,
+    key: jax.Array | None = None,
+    where: jax.Array | None = None,
+) -> tuple[EstimatorState, dict[str, jax.Array]]:
+    """One optimiser step of the estimator on stop-gradient inputs.
+
+    Args:
+      state: the estimator state.
+      inputs_a: ``[N, Da]`` first codes (e.g. the conditioning code of q(b|a)).
+      inputs_b: ``[N, Db]`` second codes.
+      key: PRNG key, needed by objectives that shuffle pairs (``discriminator_objective``).
+      where: optional ``[N]`` bool mask of valid examples.
+
+    Returns:
+      ``(new_state, metrics)`` with ``estimator_loss``, ``estimator_grad_norm`` and the
+      objective's own metrics (all evaluated before the update).
+    """
+    # The estimator must follow the codes, never pull them: no gradient reaches the encoders
+    # even when this is traced inside a differentiated function.
+    a = jax.lax.stop_gradient(inputs_a)
+    b = jax.lax.stop_gradient(inputs_b)
+
+    def loss_fn(params):
+        module = nnx.merge(state.graphdef, params)
+        return state.objective(module, a, b, key=key, where=where)
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "estimator_loss": loss,
+        "estimator_grad_norm": optax.tree.norm(grads),
+        **metrics,
+    }
+    return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+
+class _Alt:
+    """Namespace standing in for the old module: helpers above, objectives from the library."""
+
+    EstimatorState = EstimatorState
+    estimator_update = staticmethod(estimator_update)
+    apply_estimator = staticmethod(apply_estimator)
+    club_objective = staticmethod(objectives.club_objective)
+    discriminator_objective = staticmethod(objectives.discriminator_objective)
+    critic_objective = staticmethod(objectives.critic_objective)
+
+
+alt = _Alt
 K = 2
 
 

@@ -1,0 +1,96 @@
+"""Shared pieces of the retrieval recipes (ncr_*, vsepp_*, infonce_*, and DisNCL's).
+
+Every retrieval config has the same `data` keys, so a user switches method by switching file.
+Durations are in steps; `epochs_to_steps` converts the family's epoch schedules for a dataset
+of known size.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs.common import base_optim, base_schedule
+
+# Training captions of the published splits (images x captions per image): steps per epoch
+# at batch 128 follow from these.
+TRAIN_CAPTIONS = {"f30k": 29000 * 5, "coco": 113287 * 5, "cc152k": 150000}
+
+
+def epochs_to_steps(epochs: float, n_captions: int, batch_size: int) -> int:
+    return int(round(epochs * (n_captions // batch_size)))
+
+
+def retrieval_config(method: str) -> ml_collections.ConfigDict:
+    """Defaults of the SCAN/NCR family (NCR's run.py): batch 128, Adam 2e-4, grad-clip 2,
+    margin 0.2, embeddings 1024, word vectors 300, soft margin 'exponential', p_threshold 0.5.
+    Dataset recipes override data, epochs and sizes."""
+    config = ml_collections.ConfigDict()
+    config.task = "retrieval"
+    config.method = method  # vsepp | infonce | ncr (| disncl)
+    config.seed = 0
+    config.num_devices = 0  # 0: every device
+    config.batch_size = 128
+    config.total_steps = 1000
+    config.prefetch = 0
+
+    config.data = ml_collections.ConfigDict(
+        dict(
+            source="scenes",  # scenes (offline benchmark) | precomp (SCAN/NCR layout)
+            root="",  # precomp: folder holding {name}_precomp/ and vocab/
+            name="scenes",  # f30k | coco | cc152k | scenes
+            vocab_path="",  # default {root}/vocab/{name}_precomp_vocab.json
+            train_split="train",
+            dev_split="dev",
+            test_split="test",  # COCO: testall for 5K / 1K folds
+            dev_images=1000,  # NCR's dev rule: the first 1,000 dev images
+            max_len=0,  # 0: the longest caption
+            cache_dir="",  # default ~/.cache/jaxmr (scenes benchmark, noise indices)
+            scenes=dict(size="default", seed=0, feature_dim=128),
+            noise=dict(
+                ratio=0.4,
+                convention="caption",  # caption (NCR) | image (DECL/RCL)
+                seed=0,
+                file="",  # a field-style index file to reuse (its length tells the convention)
+            ),
+        )
+    )
+    config.model = ml_collections.ConfigDict(
+        dict(embed_dim=1024, word_dim=300, text_pool="mean", co_teaching=True)
+    )
+    config.loss = ml_collections.ConfigDict(
+        dict(
+            margin=0.2,
+            temperature=0.05,  # InfoNCE
+            soft_margin="exponential",  # linear | exponential | sine (NCR)
+            p_threshold=0.5,
+            warmup_epochs=5,  # NCR: warm-up epochs on all pairs before co-training
+            unlabeled_start_epoch=25,  # NCR: warm-up + num_epochs // 2
+        )
+    )
+    config.optim = base_optim(2e-4)
+    config.optim.grad_clip_norm = 2.0
+    config.schedule = base_schedule()
+    config.schedule.decay = "step"
+    config.schedule.decay_factor = 0.1
+    config.schedule.log_every_steps = 50
+    config.schedule.checkpoint_every_steps = 500
+    config.evals = ml_collections.ConfigDict(dict(dev_every_steps=500, test_folds=1))
+    return config
+
+
+def family_schedule(config, dataset: str, *, warmup: int, epochs: int, lr_update: int) -> None:
+    """NCR's schedule on a published dataset: `warmup` epochs on all pairs, then `epochs`
+    co-training epochs with the learning rate x0.1 after `lr_update` of them; unlabeled pairs
+    join at half of the co-training epochs; dev evaluation and a checkpoint every epoch."""
+    spe = TRAIN_CAPTIONS[dataset] // config.batch_size
+    config.total_steps = (warmup + epochs) * spe
+    config.loss.warmup_epochs = warmup
+    config.loss.unlabeled_start_epoch = warmup + epochs // 2
+    config.schedule.decay_steps = ((warmup + lr_update) * spe,)
+    config.schedule.checkpoint_every_steps = spe
+    config.evals.dev_every_steps = spe
+
+
+def published_data(config, dataset: str) -> None:
+    config.data.source = "precomp"
+    config.data.name = dataset

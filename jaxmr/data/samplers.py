@@ -1,0 +1,143 @@
+"""Task samplers over index arrays (the trainer's `Sampler` contract).
+
+`IndexedPairSampler` draws training *pairs* (e.g. captions) and gathers the rows they point
+to from shared arrays (e.g. the image features, indexed by each caption's image), so five
+captions of one image share its features by index, never by copy, and a memory-mapped feature
+array is read one batch's rows at a time. Drawing can be restricted to a subset of pairs (a
+clean or noisy split), and per-example values (clean probabilities, ...) travel with batches.
+
+Every batch is a pure function of (seed, step, the per-example values and subset), and those
+are saved with checkpoints, so a resumed run is bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from jaxmr.data.precomp import gather_rows
+
+SUBSET_KEY = "_subset"
+
+
+class IndexedPairSampler:
+    """Batches of pairs; `gathered[name] = (source, index_name)` adds
+    `source[pairs[index_name][batch]]` to each batch as `name` (read with
+    `jaxmr.data.precomp.gather_rows`: a memory-mapped `.npy` is read row by row with `pread`).
+
+    Epoch e uses a permutation drawn from `default_rng([seed, e])`; the epoch length is fixed
+    at `num_pairs // batch_size` steps (so step -> epoch never changes). With a subset set, the
+    epoch's sequence is the subset permuted, then permuted again, until the epoch is full.
+    With several processes each takes its contiguous slice of the global batch.
+
+    Args:
+      pairs: equal-length per-pair arrays (token ids, lengths, image index, truth...).
+      gathered: {name: (source array [M, ...] (np.memmap is fine), name of an index array
+        in `pairs`)}.
+      batch_size, seed, process_index, process_count: as `ArrayLoader`.
+    """
+
+    def __init__(
+        self,
+        pairs: Mapping[str, np.ndarray],
+        gathered: Mapping[str, tuple[np.ndarray, str]] | None = None,
+        *,
+        batch_size: int,
+        seed: int,
+        process_index: int = 0,
+        process_count: int = 1,
+    ):
+        lengths = {k: len(v) for k, v in pairs.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"pair arrays have different lengths: {lengths}")
+        self.num_examples = next(iter(lengths.values()))
+        if batch_size > self.num_examples:
+            raise ValueError(
+                f"batch_size {batch_size} exceeds the number of pairs {self.num_examples}"
+            )
+        if batch_size % process_count:
+            raise ValueError(
+                f"batch_size {batch_size} is not divisible by the process count {process_count}"
+            )
+        self.pairs = dict(pairs)
+        self.gathered = dict(gathered or {})
+        for name, (source, index_name) in self.gathered.items():
+            if index_name not in self.pairs:
+                raise ValueError(f"gathered {name!r}: no pair array named {index_name!r}")
+            idx = self.pairs[index_name]
+            if len(idx) and (idx.min() < 0 or idx.max() >= len(source)):
+                raise ValueError(
+                    f"gathered {name!r}: indices in {index_name!r} out of range for "
+                    f"{len(source)} rows"
+                )
+        self.batch_size = batch_size
+        self.seed = seed
+        self.process_index = process_index
+        self.process_count = process_count
+        self.steps_per_epoch = self.num_examples // batch_size
+        self._extra: dict[str, np.ndarray] = {}
+        self._order_cache: tuple[tuple, np.ndarray] | None = None
+
+    # -- subset and per-example values (checkpointed as `per_example`) --------------------
+    def set_subset(self, mask: np.ndarray | None) -> None:
+        """Draw pairs only where `mask` is True (None: all pairs). Takes effect for orders
+        computed afterwards; set it from an epoch hook, at an epoch start."""
+        if mask is None:
+            self._extra.pop(SUBSET_KEY, None)
+        else:
+            mask = np.asarray(mask, bool)
+            if mask.shape != (self.num_examples,) or not mask.any():
+                raise ValueError(f"subset mask must be a non-empty bool [{self.num_examples}]")
+            self._extra[SUBSET_KEY] = mask
+        self._order_cache = None
+
+    @property
+    def per_example(self) -> dict[str, np.ndarray]:
+        return dict(self._extra)
+
+    def set_per_example(self, name: str, values: np.ndarray) -> None:
+        values = np.asarray(values)
+        if len(values) != self.num_examples:
+            raise ValueError(
+                f"per-example values {name!r} have length {len(values)}, "
+                f"expected {self.num_examples}"
+            )
+        self._extra[name] = values
+        if name == SUBSET_KEY:
+            self._order_cache = None
+
+    # -- batches --------------------------------------------------------------------------
+    def order(self, epoch: int) -> np.ndarray:
+        subset = self._extra.get(SUBSET_KEY)
+        cache_key = (epoch, None if subset is None else subset.tobytes())
+        if self._order_cache is not None and self._order_cache[0] == cache_key:
+            return self._order_cache[1]
+        rng = np.random.default_rng([self.seed, epoch])
+        need = self.steps_per_epoch * self.batch_size
+        if subset is None:
+            order = rng.permutation(self.num_examples)
+        else:
+            domain = np.flatnonzero(subset)
+            reps = -(-need // len(domain))
+            order = np.concatenate([rng.permutation(domain) for _ in range(reps)])
+        self._order_cache = (cache_key, order[:need])
+        return self._order_cache[1]
+
+    def indices(self, step: int) -> np.ndarray:
+        """Global pair indices of step `step`'s batch, this process's slice."""
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        idx = self.order(epoch)[pos * self.batch_size : (pos + 1) * self.batch_size]
+        local = self.batch_size // self.process_count
+        return idx[self.process_index * local : (self.process_index + 1) * local]
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        idx = self.indices(step)
+        out = {k: v[idx] for k, v in self.pairs.items()}
+        for name, (source, index_name) in self.gathered.items():
+            rows = self.pairs[index_name][idx]
+            out[name] = gather_rows(source, rows)
+        out.update({k: v[idx] for k, v in self._extra.items() if k != SUBSET_KEY})
+        out["index"] = idx.astype(np.int32)
+        return out
+

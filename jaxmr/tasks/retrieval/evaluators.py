@@ -1,0 +1,136 @@
+"""Evaluators of retrieval tasks: the published protocol on dev/test, and (with known factors)
+semantic recall, leakage of exclusive factors into the embedding, and MCC/DCI of the embedding
+against the shared factors; the clean/noisy split quality on the training pairs."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from jaxmr.metrics.dci import dci_scores
+from jaxmr.metrics.factor_probe import heldout_r2
+from jaxmr.metrics.mcc import mean_corr_coef
+from jaxmr.metrics.retrieval import retrieval_metrics_from_similarity
+from jaxmr.metrics.semantic_recall import semantic_recall
+from jaxmr.metrics.split import split_quality
+from jaxmr.tasks.retrieval.nets import mean_similarity
+from jaxmr.tasks.retrieval.split import split_from_losses, training_pair_losses
+from jaxmr.train.task import Evaluator
+
+
+class RetrievalEvaluator(Evaluator):
+    """R@1/5/10 both ways, medR, meanR and rSum on a split, similarities averaged over the
+    networks (NCR's co-teaching evaluation). `n_folds=5` gives COCO 1K; `five_k` adds the
+    whole split (COCO 5K) when folds are used."""
+
+    def __init__(self, name, nets, split, *, every_steps: int, n_folds: int = 1):
+        self.name, self.every_steps = name, every_steps
+        self.nets, self.split, self.n_folds = nets, split, n_folds
+
+    def similarity(self, params) -> tuple[np.ndarray, dict, dict]:
+        imgs, txts = self.nets.embed(params, self.split)
+        return mean_similarity(imgs, txts), imgs, txts
+
+    def _protocol(self, sims) -> dict[str, float]:
+        cpi = self.split.captions_per_image
+        out = retrieval_metrics_from_similarity(
+            sims, captions_per_image=cpi, n_folds=self.n_folds
+        )
+        res = {k: float(v) for k, v in out.items() if k != "n_folds"}
+        if self.n_folds > 1:
+            full = retrieval_metrics_from_similarity(sims, captions_per_image=cpi, n_folds=1)
+            res.update({f"5k/{k}": float(v) for k, v in full.items() if k != "n_folds"})
+        return res
+
+    def run(self, params) -> dict[str, float]:
+        return self._protocol(self.similarity(params)[0])
+
+
+class FactorEvaluator(RetrievalEvaluator):
+    """The protocol plus what ground-truth factors allow (the offline benchmark):
+
+    - semantic recall (`i2t/sR@K`, `t2i/sR@K`, `srsum`): a hit is any item with the same
+      shared factors (real many-to-many positives);
+    - leakage: held-out R² of each exclusive factor predicted from the embedding
+      (`leak/image/<factor>`, `leak/text/<factor>`, means `leak/image_mean`, `leak/text_mean`),
+      and of the shared factors (`shared_r2/*`) for scale;
+    - MCC and DCI of the image embedding against the shared factors.
+    The first network's codes are probed (co-teaching nets are two draws of one model).
+    """
+
+    def __init__(self, name, nets, split, factors, *, every_steps: int, seed: int = 0):
+        super().__init__(name, nets, split, every_steps=every_steps)
+        self.factors, self.seed = factors, seed
+
+    def run(self, params) -> dict[str, float]:
+        sims, imgs, txts = self.similarity(params)
+        out = self._protocol(sims)
+        f = self.factors
+        cpi = self.split.captions_per_image
+        shared = np.asarray(f["shared"])
+        cap_shared = np.repeat(shared, cpi, axis=0)
+        out.update(semantic_recall(sims, shared, cap_shared))
+        net = self.nets.names[0]
+        img, txt = np.asarray(imgs[net]), np.asarray(txts[net])
+        img_r2 = heldout_r2(img, f["image_exclusive"], seed=self.seed)
+        txt_r2 = heldout_r2(txt, f["text_exclusive"], categorical=True, seed=self.seed)
+        for r2, names, side in (
+            (img_r2, f["image_exclusive_names"], "image"),
+            (txt_r2, f["text_exclusive_names"], "text"),
+        ):
+            out.update({f"leak/{side}/{n}": float(v) for n, v in zip(names, r2, strict=True)})
+            out[f"leak/{side}_mean"] = float(np.mean(r2))
+            out[f"leak/{side}_max"] = float(np.max(r2))
+        sh_r2 = heldout_r2(img, shared, categorical=True, seed=self.seed)
+        out.update({f"shared_r2/{n}": float(v) for n, v in zip(f["shared_names"], sh_r2, strict=True)})
+        out["shared_r2_mean"] = float(np.mean(sh_r2))
+        out["mcc_shared"] = float(mean_corr_coef(shared.astype(np.float64), img))
+        dci = dci_scores(shared.astype(np.float64), img, seed=self.seed)
+        out.update({f"dci/{k}": float(v) for k, v in dci.items() if np.ndim(v) == 0})
+        return out
+
+
+class SplitEvaluator(Evaluator):
+    """Clean/noisy split quality on the training pairs against the injected truth: each net's
+    per-sample losses -> GMM (as the epoch hook does) -> AUC, precision, recall, F1."""
+
+    def __init__(self, name, nets, data, loss_cfg, *, batch_size: int, every_steps: int = 0):
+        self.name, self.every_steps = name, every_steps
+        self.nets, self.data, self.loss_cfg, self.batch_size = nets, data, loss_cfg, batch_size
+        self.last_probs: dict[str, np.ndarray] = {}
+
+    def run(self, params) -> dict[str, float]:
+        losses = training_pair_losses(
+            self.nets,
+            params,
+            self.data,
+            batch_size=self.batch_size,
+            margin=float(self.loss_cfg.margin),
+            seed=12345,
+        )
+        out = {}
+        truth = ~self.data.pairing.is_noisy
+        for net, loss in losses.items():
+            prob, pred, _ = split_from_losses(loss, p_threshold=float(self.loss_cfg.p_threshold))
+            self.last_probs[net] = prob
+            q = split_quality(truth, clean_prob=prob, predicted_clean=pred)
+            out.update({f"{net}/{k}": float(v) for k, v in q.items()})
+        return out
+
+    def evaluate(self, params, out_dir: str) -> tuple[dict[str, Any], list[str]]:
+        metrics = {f"{self.name}/{k}": v for k, v in self.run(params).items()}
+        path = os.path.join(out_dir, "clean_probability.npz")
+        np.savez(path, is_noisy=self.data.pairing.is_noisy, **self.last_probs)
+        with open(os.path.join(out_dir, "noise.json"), "w") as f:
+            json.dump(
+                {
+                    "noise_file": self.data.noise_file,
+                    "convention": self.data.pairing.convention,
+                    "realised_ratio": self.data.pairing.realised_ratio,
+                },
+                f,
+            )
+        return metrics, []

@@ -1,0 +1,75 @@
+"""Networks of a retrieval task as parameter groups: build, bind, embed whole splits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxmr.models.dual_encoder import DualEncoder
+from jaxmr.train.evaluators import predict_arrays
+
+
+class Nets:
+    """One `DualEncoder` per parameter group (`net_a`, and `net_b` when co-teaching).
+
+    `bind(params, net)` gives a module holding that group's parameters (inside jit);
+    `embed(params, split)` returns host arrays of every image and caption code of a split.
+    """
+
+    def __init__(self, model_cfg, feature_dim: int, vocab_size: int, names: Sequence[str]):
+        self.names = tuple(names)
+        self._make = lambda rngs: DualEncoder(
+            feature_dim,
+            vocab_size,
+            int(model_cfg.embed_dim),
+            word_dim=int(model_cfg.word_dim),
+            pool=model_cfg.text_pool,
+            rngs=rngs,
+        )
+        abstract = nnx.eval_shape(lambda: self._make(nnx.Rngs(0)))
+        self.graphdef, self.abstract_state = nnx.split(abstract)
+        self._embed_images = jax.jit(self._images_fn)
+        self._embed_texts = jax.jit(self._texts_fn)
+
+    def init(self, key) -> dict:
+        keys = jax.random.split(key, len(self.names))
+        return {
+            n: nnx.to_pure_dict(nnx.split(self._make(nnx.Rngs(k)))[1])
+            for n, k in zip(self.names, keys, strict=True)
+        }
+
+    def bind(self, params, net: str) -> DualEncoder:
+        state = jax.tree.map(lambda a: a, self.abstract_state)
+        nnx.replace_by_pure_dict(state, params[net])
+        return nnx.merge(self.graphdef, state)
+
+    def _images_fn(self, params, batch):
+        return {n: self.bind(params, n).encode_images(batch["images"]) for n in self.names}
+
+    def _texts_fn(self, params, batch):
+        return {
+            n: self.bind(params, n).encode_texts(batch["tokens"], batch["lengths"])
+            for n in self.names
+        }
+
+    def embed(self, params, split, *, batch_size: int = 512) -> tuple[dict, dict]:
+        """({net: [N_img, D]}, {net: [N_caps, D]}) codes of a `PrecompSplit`, on the host."""
+        imgs = predict_arrays(
+            self._embed_images, params, {"images": split.images}, batch_size=batch_size
+        )
+        txts = predict_arrays(
+            self._embed_texts,
+            params,
+            {"tokens": split.tokens, "lengths": split.lengths},
+            batch_size=batch_size,
+        )
+        return imgs, txts
+
+
+def mean_similarity(imgs: dict, txts: dict) -> np.ndarray:
+    """[N_img, N_caps] cosine similarity averaged over the networks (NCR's co-teaching eval)."""
+    sims = [np.asarray(imgs[n]) @ np.asarray(txts[n]).T for n in imgs]
+    return np.mean(sims, axis=0)
