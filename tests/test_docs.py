@@ -56,4 +56,18 @@ def test_docs_paths_and_sections_resolve():
 def test_readme_claims_no_cloud_workdir():
     # Runs write through plain file I/O (os.path, open): a gs:// workdir would become a local
     # folder named "gs:". The README shows mounted folders instead.
-    assert "gs://" not in _read(os.path.join(ROOT, "README.md"))
+    assert "--workdir=gs://" not in _read(os.path.join(ROOT, "README.md"))
+
+
+def test_one_expected_score_and_stated_runtimes():
+    readme = _read(os.path.join(ROOT, "README.md"))
+    config = _read(os.path.join(ROOT, "configs", "ivae_synthetic.py"))
+    row = re.search(r"^\| implicit \(iIVAE, default\) \| ([\d.]+ ± [\d.]+) \|", readme, re.M)
+    stated = re.search(r"Expected score: strong MCC ([\d.]+ ± [\d.]+)", config)
+    assert row and stated and row.group(1) == stated.group(1)
+    seed0 = re.search(r"seed 0: ([\d.]+)", config)
+    assert seed0 and seed0.group(1) in readme  # the demo's own score, in both places
+    # Runtimes come with the machine and its load; make test lists the slowest tests.
+    assert re.search(r"`make demo` took [\d.]+ min[^.]*2-core CPU[^.]*load average \d+", readme)
+    assert re.search(r"test suite takes .*\d+ min", readme)
+    assert "--durations=10" in _read(os.path.join(ROOT, "Makefile"))

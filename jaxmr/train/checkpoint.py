@@ -7,6 +7,7 @@ values to the loader, those values too (`extras`), so a resumed run continues bi
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -17,6 +18,18 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 TMP_MARKER = ".orbax-checkpoint-tmp"
+
+
+class _QuietReadOnly(logging.Filter):
+    """Drops Orbax's warning that a read-only manager's folder is read only: eval.py opens
+    the checkpoints read-only on purpose, and the warning reads like a problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return "Given directory is read only" not in msg and "read_only=True, setting" not in msg
+
+
+_QUIET_READ_ONLY = _QuietReadOnly()
 
 
 class Checkpointer:
@@ -48,8 +61,12 @@ class Checkpointer:
         self.directory = os.path.abspath(directory)
         self.asynchronous = asynchronous
         self.read_only = read_only
+        if read_only:
+            logging.getLogger("absl").addFilter(_QUIET_READ_ONLY)  # idempotent
         options = (
-            ocp.CheckpointManagerOptions(read_only=True, create=False, max_to_keep=None)
+            ocp.CheckpointManagerOptions(
+                read_only=True, create=False, max_to_keep=None, save_interval_steps=0
+            )
             if read_only
             else ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         )
