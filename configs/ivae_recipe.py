@@ -16,9 +16,10 @@ Data (`config.data.source`):
             add --config.data.root=... for the food factors and galleries)
   fixture   generated Recipe1M-format fixture with a planted greenness factor (:smoke)
 Caches: the encoded features (and the fixture) are written under `config.data.cache_dir`,
-default ~/.cache/jaxmr/recipe1m (the smoke run writes ~14 MB there; the full data several GB),
-and reused by later runs with the same data and towers; the run prints each cache file it
-reads or writes. Elsewhere: --config.data.cache_dir=/scratch/jaxmr_cache.
+default ~/.cache/jaxmr/recipe1m (the smoke run wrote 14 MB there, mostly the fixture's images;
+ResNet-50 + MiniLM features are 2,048 + 384 float32 = 9.7 KB per recipe), and reused by later
+runs with the same data and towers; the run prints each cache file it reads or writes.
+Elsewhere: --config.data.cache_dir=/scratch/jaxmr_cache.
 The image tower needs a local Flax ResNet folder: --config.model.image_tower.path=... (or
 --config.model.image_tower.random_init=True, features without pretraining).
 
