@@ -41,10 +41,9 @@ def evaluate(config, workdir: str, *, step: int | None = None, checkpoint: str =
     if jax.process_index() == 0:
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
-        # The latest evaluation, also at the top of eval/ (figures keep their names there).
-        for path in [os.path.join(out_dir, "metrics.json"), *figures]:
-            if os.path.isfile(path) and os.path.dirname(os.path.abspath(path)) == out_dir:
-                shutil.copy2(path, os.path.join(latest_dir, os.path.basename(path)))
+        # The latest evaluation, also at the top of eval/: every file and subfolder of
+        # eval/step_N/ under the same relative path.
+        shutil.copytree(out_dir, latest_dir, dirs_exist_ok=True)
         shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
         print(f"eval of step {restored}: {shown} -> {os.path.join(out_dir, 'metrics.json')}")
     return metrics

@@ -9,8 +9,9 @@
 
 A run that resumes from checkpoints first compares its config with the recorded one
 (`check_resume`): keys that only change how long or how often things happen (`ALLOWED`) may
-change and are recorded; any other change would make the checkpoints mean something else
-(model shape, data, objective, optimiser) and stops the run with an error naming the keys.
+change and are recorded, as may keys the record lacks (declared since, with the default the
+code used before); any other change would make the checkpoints mean something else (model
+shape, data, objective, optimiser) and stops the run with an error naming the keys.
 """
 
 from __future__ import annotations
@@ -88,8 +89,12 @@ def check_resume(workdir: str, config) -> dict[str, list[Any]]:
     recorded = read_recorded(workdir)
     if recorded is None:
         return {}
-    changes = config_changes(recorded, config_dict(config))
-    refused = {k: v for k, v in changes.items() if not _allowed(k)}
+    new = config_dict(config)
+    changes = config_changes(recorded, new)
+    # A key only one side has was added to (or dropped from) the recipes since the record
+    # was written: the code read it with that default, so it is recorded, not refused.
+    both = set(flatten(recorded)) & set(flatten(new))
+    refused = {k: v for k, v in changes.items() if k in both and not _allowed(k)}
     if refused:
         shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
         raise IncompatibleConfigError(

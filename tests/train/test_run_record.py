@@ -11,7 +11,7 @@ from configs import ivae_synthetic
 from jaxmr.evaluate import evaluate
 from jaxmr.tasks import build_task
 from jaxmr.train import checkpoint as checkpoint_lib
-from jaxmr.train import loop
+from jaxmr.train import loop, record
 from jaxmr.train.logging import Progress
 from jaxmr.train.record import IncompatibleConfigError
 
@@ -168,3 +168,16 @@ def test_steps_per_second_leave_out_eval_and_checkpoint_time(capsys):
 def test_url_workdir_is_refused(tmp_path):
     with pytest.raises(ValueError, match="must be a local or mounted folder, got the URL gs://"):
         loop.prepare_workdir("gs://bucket/run")
+
+
+def test_keys_declared_since_the_record_are_not_refused(tmp_path):
+    config = _config()
+    recorded = record.config_dict(config)
+    del recorded["model"]["flow"]["linear"]  # a record written before the key was declared
+    recorded["model"]["latent_dim"] = 4
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    with pytest.raises(IncompatibleConfigError, match=r"\(model.latent_dim: 4 -> 5\)"):
+        record.check_resume(str(tmp_path), config)
+    recorded["model"]["latent_dim"] = 5
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    assert record.check_resume(str(tmp_path), config) == {"model.flow.linear": [None, False]}
