@@ -82,7 +82,9 @@ def load_retrieval_data(data_cfg) -> RetrievalData:
                 f"vocab/{name}_precomp_vocab.json)"
             )
     else:
-        raise ValueError(f"config.data.source must be 'scenes' or 'precomp', got {data_cfg.source!r}")
+        raise ValueError(
+            f"config.data.source must be 'scenes' or 'precomp', got {data_cfg.source!r}"
+        )
     vocab_path = data_cfg.vocab_path or default_vocab_path(root, name)
     vocab = load_vocab(vocab_path)
     kw = dict(vocab=vocab, max_len=int(data_cfg.max_len) or None)

@@ -140,4 +140,3 @@ class IndexedPairSampler:
         out.update({k: v[idx] for k, v in self._extra.items() if k != SUBSET_KEY})
         out["index"] = idx.astype(np.int32)
         return out
-

@@ -36,9 +36,7 @@ class RetrievalEvaluator(Evaluator):
 
     def _protocol(self, sims) -> dict[str, float]:
         cpi = self.split.captions_per_image
-        out = retrieval_metrics_from_similarity(
-            sims, captions_per_image=cpi, n_folds=self.n_folds
-        )
+        out = retrieval_metrics_from_similarity(sims, captions_per_image=cpi, n_folds=self.n_folds)
         res = {k: float(v) for k, v in out.items() if k != "n_folds"}
         if self.n_folds > 1:
             full = retrieval_metrics_from_similarity(sims, captions_per_image=cpi, n_folds=1)
@@ -85,7 +83,9 @@ class FactorEvaluator(RetrievalEvaluator):
             out[f"leak/{side}_mean"] = float(np.mean(r2))
             out[f"leak/{side}_max"] = float(np.max(r2))
         sh_r2 = heldout_r2(img, shared, categorical=True, seed=self.seed)
-        out.update({f"shared_r2/{n}": float(v) for n, v in zip(f["shared_names"], sh_r2, strict=True)})
+        out.update(
+            {f"shared_r2/{n}": float(v) for n, v in zip(f["shared_names"], sh_r2, strict=True)}
+        )
         out["shared_r2_mean"] = float(np.mean(sh_r2))
         out["mcc_shared"] = float(mean_corr_coef(shared.astype(np.float64), img))
         dci = dci_scores(shared.astype(np.float64), img, seed=self.seed)
