@@ -89,19 +89,6 @@ def test_record_resume_check_and_learning_rate(tmp_path, capsys):
     assert "config changed since the last start" in capsys.readouterr().out
 
 
-def test_saves_commit_before_training_goes_on(tmp_path, monkeypatch):
-    committed = []
-    save = checkpoint_lib.Checkpointer.save
-
-    def checked_save(self, step, *a, **k):
-        save(self, step, *a, **k)
-        committed.append((step, os.path.isdir(os.path.join(self.directory, str(step)))))
-
-    monkeypatch.setattr(checkpoint_lib.Checkpointer, "save", checked_save)
-    _train(_config(), tmp_path / "run")
-    assert committed == [(10, True), (20, True)]
-
-
 def test_unfinished_checkpoints_and_metrics_rows_are_reported_and_kept(tmp_path, capsys):
     workdir = tmp_path / "run"
     _train(_config(), workdir)
@@ -124,10 +111,21 @@ def test_unfinished_checkpoints_and_metrics_rows_are_reported_and_kept(tmp_path,
     assert [r["step"] for r in _rows(workdir / "metrics.jsonl")] == [r["step"] for r in before]
 
 
-def test_eval_reads_only_and_keeps_earlier_evaluations(tmp_path, capsys):
+def test_saves_commit_promptly_and_eval_reads_only(tmp_path, capsys, monkeypatch):
+    # Every save is committed (a final folder, not Orbax's temporary one) before training
+    # goes on, so a kill -9 right after it cannot lose it.
+    committed = []
+    save = checkpoint_lib.Checkpointer.save
+
+    def checked_save(self, step, *a, **k):
+        save(self, step, *a, **k)
+        committed.append((step, os.path.isdir(os.path.join(self.directory, str(step)))))
+
+    monkeypatch.setattr(checkpoint_lib.Checkpointer, "save", checked_save)
     workdir = tmp_path / "run"
     config = _config(total=30)
     _train(config, workdir)
+    assert committed == [(10, True), (20, True), (30, True)]
     evaluate(config, str(workdir))
     # Truncate the newest checkpoint: eval reports it and evaluates the newest readable one.
     for root, _, files in os.walk(workdir / "checkpoints" / "30" / "state"):
