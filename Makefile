@@ -5,6 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WORKDIR ?= runs/ivae_synthetic
+# The demo's config; CI runs `make demo CONFIG=configs/ivae_synthetic.py:smoke` (seconds).
+CONFIG  ?= configs/ivae_synthetic.py
 
 .PHONY: demo test lint venv clean
 
@@ -21,15 +23,18 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf $(WORKDIR)
-	$(BIN)/python train.py --config=configs/ivae_synthetic.py --workdir=$(WORKDIR)
-	$(BIN)/python eval.py --config=configs/ivae_synthetic.py --workdir=$(WORKDIR)
+	# runs/ is git-ignored, so a fresh clone lacks it; train.py itself refuses a missing
+	# parent (a mistyped --workdir), the demo creates its own.
+	mkdir -p $(dir $(WORKDIR))
+	$(BIN)/python train.py --config=$(CONFIG) --workdir=$(WORKDIR)
+	$(BIN)/python eval.py --config=$(CONFIG) --workdir=$(WORKDIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

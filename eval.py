@@ -1,4 +1,5 @@
-"""Evaluates a checkpoint: python eval.py --config=X --workdir=DIR [--checkpoint=best]."""
+"""Evaluates a checkpoint (latest, or --checkpoint=best), read-only: python eval.py --config=X
+--workdir=DIR. Outputs go to DIR/eval/step_N/, with a copy of the latest in DIR/eval/."""
 
 import sys
 

@@ -85,7 +85,7 @@ def ivae_config(
     config.loss.logdet = logdet
     config.loss.spectral = spectral
     config.model.latent_dim = latent_dim
-    # D > d: measure the full-dimensional flow on R^D (METHODS.md §1 candidate (i)), not a
+    # D > d: measure the full-dimensional flow on R^D (docs/methods.md §1 candidate (i)), not a
     # projection of the targets onto d directions, where the config has that choice.
     if "target_projection" in config.model:
         config.model.target_projection = "none"

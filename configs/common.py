@@ -41,6 +41,10 @@ def base_schedule() -> ml_collections.ConfigDict:
             log_every_steps=100,
             checkpoint_every_steps=1000,
             keep_checkpoints=3,
+            # False: each save returns once the checkpoint is committed (0.3-0.7 s on a 2-core
+            # CPU for the iIVAE states), so a kill right after it cannot lose it; True: Orbax
+            # commits in the background while training goes on (large states, fast disks).
+            async_checkpoints=False,
         )
     )
 

@@ -1,4 +1,4 @@
-r"""iIVAE on Recipe1M: shared food factors and im2recipe retrieval (METHODS.md §1).
+r"""iIVAE on Recipe1M: shared food factors and im2recipe retrieval (docs/methods.md §1).
 
 Frozen towers encode every recipe once (MiniLM for the text: title, ingredients,
 instructions; a Flax ResNet for the first image); the features are cached under
@@ -15,6 +15,11 @@ Data (`config.data.source`):
   features  --config.data.features_path='~/feats/{split}.npz' (arrays ids/image/recipe;
             add --config.data.root=... for the food factors and galleries)
   fixture   generated Recipe1M-format fixture with a planted greenness factor (:smoke)
+Caches: the encoded features (and the fixture) are written under `config.data.cache_dir`,
+default ~/.cache/jaxmr/recipe1m (the smoke run wrote 14 MB there, mostly the fixture's images;
+ResNet-50 + MiniLM features are 2,048 + 384 float32 = 9.7 KB per recipe), and reused by later
+runs with the same data and towers; the run prints each cache file it reads or writes.
+Elsewhere: --config.data.cache_dir=/scratch/jaxmr_cache.
 The image tower needs a local Flax ResNet folder: --config.model.image_tower.path=... (or
 --config.model.image_tower.random_init=True, features without pretraining).
 
@@ -54,6 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.total_steps = 20000
     config.batch_size = 256
     config.num_devices = -1  # -1: all devices
+    config.prefetch = 0  # host batches built N steps ahead on a thread; 0 = off
 
     config.data = ml_collections.ConfigDict(
         dict(
@@ -92,10 +98,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             ),
             image_tower=dict(path="", random_init=False, seed=0),
             flow=dict(
-                num_blocks=6, hidden=(128, 128), activation="tanh", affine=True, init_scale=0.1
+                num_blocks=6,
+                hidden=(128, 128),
+                activation="tanh",
+                affine=True,
+                init_scale=0.1,
+                linear=False,  # learnable dense first layer (exact log det)
             ),
             prior=dict(hidden=(256, 256), activation="tanh", mean="learned", conditional=True),
-            encoder=dict(hidden=(256, 256), activation="tanh"),  # isometry ablation's g
+            # the isometry ablation's g
+            encoder=dict(hidden=(256, 256), activation="tanh", split_heads=False),
         )
     )
 
@@ -106,7 +118,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             lipschitz_bound=0.7,
             logdet="exact",  # exact | series
             # exact | power: 8 JVP/VJP power steps per branch instead of D-pass Jacobians
-            # and eigvalsh (which METHODS.md saw hang at 20 x 20 on CPU).
+            # and eigvalsh (which hung at 20 x 20 on CPU: docs/methods.md §1).
             spectral="power",
             jacobian_mode="auto",
             power_iters=8,

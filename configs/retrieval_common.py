@@ -79,7 +79,7 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             targets="soft",  # soft | hard | ncr_margin
             neighbour_weight=0.1,  # lambda: mass of intra-modal neighbours in soft targets
             target_temperature=0.05,  # tau_t of the neighbour softmax
-            cond_weight=1.0,  # weight of w ||s_v - s_t||^2 inside L_S
+            cond_weight=0.1,  # weight of w ||s_v - s_t||^2 inside L_S
             gamma=0.5,
             lambda_dis=1.0,
             lambda_reg=0.1,

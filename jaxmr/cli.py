@@ -1,4 +1,10 @@
-"""Turns expected failures of train.py / eval.py into one-line errors (no traceback wall)."""
+"""Turns expected failures of train.py / eval.py into short errors (no traceback wall).
+
+An error prints as one headline line, `error: <Type>: <first line of the message>`, followed
+by the rest of the message when it was written to carry a listing (e.g. the expected Recipe1M
+layout), indented under the headline. Messages that embed a traceback keep only their first
+and last lines.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ def run_cli(fn: Callable[[], object]) -> int:
     except EXPECTED as e:
         if os.environ.get("JAXMR_TRACEBACK"):
             raise
-        print(f"error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        print(f"error: {type(e).__name__}: {format_message(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -48,22 +54,42 @@ def parse_flags(argv: list[str]) -> list[str]:
                 getattr(flags.FLAGS[name].value, "task", None)
         return rest
     except flags.Error as e:
-        msg = _one_line(e)
+        msg = format_message(e)
     except (AttributeError, KeyError) as e:
         bad = [a for a in argv[1:] if a.startswith("--config.")]
         msg = f"unknown config key in {bad}: {e}"
     except (ValueError, TypeError, OSError, ImportError, SyntaxError) as e:
-        msg = f"{type(e).__name__}: {_one_line(e)}"
+        msg = f"{type(e).__name__}: {format_message(e)}"
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
 
 
-def _one_line(e: BaseException) -> str:
-    """First line of an error, plus its last line when the message embeds a traceback."""
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    if not lines:
+MAX_DETAIL_LINES = 30
+
+
+def format_message(e: BaseException) -> str:
+    """The message of `e` as a headline line plus, if the message has more lines, its listing.
+
+    - one line: returned as is;
+    - a message that embeds a traceback (`Traceback (most recent call last):`): its first
+      and last non-blank lines, joined on one line;
+    - any other multi-line message: the first line, then every further line indented by two
+      spaces with its own indentation kept (at most `MAX_DETAIL_LINES` of them, then a count
+      of the rest), so listings such as an expected file layout stay readable.
+    """
+    text = str(e).strip()
+    if not text:
         return type(e).__name__
-    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+    lines = [ln.rstrip() for ln in text.splitlines()]
+    head, rest = lines[0].strip(), [ln for ln in lines[1:] if ln.strip()]
+    if not rest:
+        return head
+    if "Traceback (most recent call last)" in text:
+        return f"{head} {rest[-1].strip()}"
+    shown = rest[:MAX_DETAIL_LINES]
+    if len(rest) > len(shown):
+        shown.append(f"... ({len(rest) - len(shown)} more lines; JAXMR_TRACEBACK=1 shows all)")
+    return "\n".join([head] + ["  " + ln for ln in shown])
 
 
 def define_distributed_flags() -> None:

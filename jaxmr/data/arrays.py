@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 
 import numpy as np
@@ -35,10 +36,16 @@ def load_paired_npz(
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"data file not found: {path}")
+    # An .npz is a zip archive; anything else is refused here, before numpy would try it as a
+    # pickle (its error then advises allow_pickle=True, which runs code from the file).
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"not an .npz archive: {path}")
     try:
         npz = np.load(path, allow_pickle=False)
-    except Exception as e:  # zip/format errors
-        raise ValueError(f"{path}: not a readable .npz file ({e})") from e
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"not an .npz archive: {path}") from e
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError(f"not an .npz archive: {path}")
     with npz:
         available = sorted(npz.files)
         out = {}
@@ -49,9 +56,9 @@ def load_paired_npz(
                     f" modality); arrays present: {available}. Set "
                     f"config.data.{'query_key' if role == 'x' else 'target_key'} to rename."
                 )
-            out[role] = np.asarray(npz[key])
+            out[role] = _read_array(npz, key, path)
         if factors_key and factors_key in npz.files:
-            out["s"] = np.asarray(npz[factors_key])
+            out["s"] = _read_array(npz, factors_key, path)
     n = {k: len(v) for k, v in out.items()}
     if len(set(n.values())) != 1:
         names = {"x": query_key, "y": target_key, "s": factors_key}
@@ -64,6 +71,19 @@ def load_paired_npz(
         if not np.all(np.isfinite(out[k])):
             raise ValueError(f"{path}: array for {k!r} contains NaN or inf")
     return out
+
+
+def _read_array(npz, key: str, path: str) -> np.ndarray:
+    """`npz[key]` with pickles refused (never loaded): a clear error instead of numpy's."""
+    try:
+        return np.asarray(npz[key])
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise ValueError(f"{path}: array {key!r} cannot be read: {e}") from e
+        raise ValueError(
+            f"{path}: array {key!r} holds Python objects (stored as a pickle), which jaxmr "
+            "never loads; save it as a numeric array"
+        ) from None
 
 
 class ArrayLoader(IndexedPairSampler):

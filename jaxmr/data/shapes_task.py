@@ -12,7 +12,7 @@ than flattened pixels or a trained conv net:
   everywhere, while 16-32 principal components keep the exact terms cheap;
 - a fixed, linear, data-independent-of-the-model map is the same for every model, so the
   comparison is between objectives, not between feature extractors; a trained backbone would
-  add its own inductive bias (METHODS.md §1 allows frozen or trained backbones);
+  add its own inductive bias (docs/methods.md §1 admits frozen or trained backbones);
 - unit-variance components put every model's inputs on the same scale.
 
 The true factors returned in `s` are the SHARED factors of the pair (columns of `s_y` flagged

@@ -1,4 +1,4 @@
-"""Synthetic paired benchmark with fully known factors (METHODS.md §1).
+"""Synthetic paired benchmark with fully known factors (docs/methods.md §1).
 
 The generator follows the published iVAE data generator (Khemakhem et al. 2020, `data/data.py`
 of the reference code): segment-modulated sources, mixing matrices with U(-1, 1) entries and

@@ -1,7 +1,8 @@
 """Pure loss functions: Jacobian terms, VAE/flow likelihoods, MI bounds, contrastive losses.
 
-The per-example `jacobian(f, x, mode=...)` function is `jaxmr.losses.jacobian.jacobian`: it is
-not re-exported here because `jaxmr.losses.jacobian` names the module.
+`jaxmr.losses.jacobian` is the module of Jacobian terms; its functions are re-exported here
+(`example_jacobian(f, x)` for one example, `batched_jacobian(f, xs)` for a batch). The maths,
+shapes and costs: docs/jacobians.md; the other losses: docs/losses.md.
 """
 
 from jaxmr.losses.contrastive import (
@@ -20,6 +21,7 @@ from jaxmr.losses.flow import (
 from jaxmr.losses.gradient_reversal import gradient_reversal
 from jaxmr.losses.jacobian import (
     batched_jacobian,
+    example_jacobian,
     frobenius_norm_sq_probe,
     half_logdet_jjt,
     isometry_probe_penalty,
@@ -62,6 +64,7 @@ __all__ = [
     "concat_scores",
     "donsker_varadhan_lower_bound",
     "elbo",
+    "example_jacobian",
     "frobenius_norm_sq_probe",
     "gaussian_kl",
     "gaussian_log_likelihood",

@@ -11,8 +11,10 @@ References:
   Huang et al., Learning with Noisy Correspondence for Cross-modal Matching (NCR), NeurIPS 2021.
   Radford et al., Learning Transferable Visual Models From Natural Language Supervision, 2021.
   Dang et al., Disentangled Noisy Correspondence Learning, IEEE TIP 2025 (soft targets are a
-  reconstruction, see METHODS.md §2).
+  reconstruction, see docs/methods.md §2).
 """
+
+from __future__ import annotations
 
 import chex
 import jax
@@ -209,7 +211,7 @@ def soft_correspondence_targets(
       w_i = lambda = 0 is all zero and contributes no loss).
 
     References:
-      METHODS.md §2 (reconstruction [R]); Dang et al., IEEE TIP 2025.
+      docs/methods.md §2 (reconstruction [R]); Dang et al., IEEE TIP 2025.
     """
     _check_square(affinity_a)
     chex.assert_equal_shape([affinity_a, affinity_b])
@@ -259,7 +261,7 @@ def soft_target_cross_entropy(
       ``[N]`` per-example losses (0 where masked).
 
     References:
-      METHODS.md §2 (reconstruction [R]).
+      docs/methods.md §2 (reconstruction [R]).
     """
     _check_square(scores)
     chex.assert_equal_shape([scores, targets])

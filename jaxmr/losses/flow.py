@@ -1,4 +1,4 @@
-r"""Change-of-variables likelihoods for the implicit decoder (METHODS.md §1, [R]).
+r"""Change-of-variables likelihoods for the implicit decoder (docs/methods.md §1, [R]).
 
 The target-modality embedding g is invertible, so the decoder f := g^{-1} is never built and
 the likelihood of y given the query x is exact:
@@ -40,7 +40,7 @@ def injective_flow_log_likelihood(
     prior_mean: jax.Array,
     prior_logvar: jax.Array,
 ) -> jax.Array:
-    """Injective-flow form for g: R^D -> R^d, D > d (METHODS.md §1 candidate (ii)):
+    """Injective-flow form for g: R^D -> R^d, D > d (docs/methods.md §1 candidate (ii)):
 
         log p(g(y)|x) + ½ log det(J_g J_g^T).
 
@@ -51,5 +51,5 @@ def injective_flow_log_likelihood(
 
 def isotropic_log_prob(r: jax.Array, logvar: jax.Array) -> jax.Array:
     """log N(r; 0, diag exp(logvar)): density of the D - d extra outputs of a full-dimensional
-    flow (METHODS.md §1 candidate (i))."""
+    flow (docs/methods.md §1 candidate (i))."""
     return gaussian_log_prob(r, jnp.zeros_like(r), jnp.broadcast_to(logvar, r.shape))

@@ -1,5 +1,7 @@
 """Gradient reversal: identity on the forward pass, -lambda times the gradient on the way back."""
 
+from __future__ import annotations
+
 import jax
 import jax.numpy as jnp
 

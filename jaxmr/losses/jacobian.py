@@ -1,15 +1,17 @@
 r"""Jacobian terms as pure functions.
 
 Notation: `f: R^D -> R^d` acts on ONE example (a 1-D array); batch versions `vmap` over a
-leading axis. `J = df/dx` is `[d, D]`.
+leading axis. `J = df/dx` is `[d, D]`. Functions of formed Jacobians accept any leading batch
+axes (`[..., d, D]`) and return one value per Jacobian; `lipschitz_hinge_penalty` takes the
+spectral norms of K branches per example, `[B, K]`, and returns `[B]`.
 
 Cost per example (one "pass" = one forward-mode JVP or reverse-mode VJP of f):
 
 | function                          | cost                                   |
 |-----------------------------------|----------------------------------------|
-| `jacobian(mode="fwd")`            | D JVPs (`jax.jacfwd`)                  |
-| `jacobian(mode="rev")`            | d VJPs (`jax.jacrev`)                  |
-| `jacobian(mode="vjp")`            | d VJPs, vmapped over `eye(d)`          |
+| `example_jacobian(mode="fwd")`    | D JVPs (`jax.jacfwd`)                  |
+| `example_jacobian(mode="rev")`    | d VJPs (`jax.jacrev`)                  |
+| `example_jacobian(mode="vjp")`    | d VJPs, vmapped over `eye(d)`          |
 | `spectral_norm` (exact)           | Jacobian + eigvalsh of a min(d,D)^2 Gram matrix |
 | `spectral_norm_power`             | n_iter JVP + VJP pairs, J never formed |
 | `log_abs_det_identity_plus`       | Jacobian + LU (slogdet) of D x D       |
@@ -18,12 +20,12 @@ Cost per example (one "pass" = one forward-mode JVP or reverse-mode VJP of f):
 | `orthogonality_penalty_probe`     | 2 VJPs per probe pair                  |
 | `half_logdet_jjt`                 | Jacobian + d x d Cholesky              |
 
-For d << D reverse mode wins by orders of magnitude (METHODS.md: D = 784, d = 10: jacfwd costs
-~70x jacrev), hence `mode="auto"` picks `fwd` only when D <= d.
+For d << D reverse mode is the cheap side (d passes instead of D), hence `mode="auto"` picks
+`fwd` only when D <= d. docs/jacobians.md has the maths, the costs and measured timings.
 
 The exact spectral norm uses `eigvalsh` of the smaller Gram matrix rather than an SVD: an
 SVD-based `norm(J, 2)` of 20 x 20 per-example Jacobians inside a vmapped, differentiated,
-jitted step was seen to hang on CPU with jax 0.10.2 (METHODS.md §1).
+jitted step was seen to hang on CPU with jax 0.10.2 (docs/methods.md §1, docs/ivae.md §2).
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ Fn = Callable[[jax.Array], jax.Array]
 JACOBIAN_MODES = ("auto", "fwd", "rev", "vjp")
 
 
-def jacobian(f: Fn, x: jax.Array, *, mode: str = "auto", out_dim: int | None = None) -> jax.Array:
-    """Jacobian of `f` at one example `x`.
+def example_jacobian(
+    f: Fn, x: jax.Array, *, mode: str = "auto", out_dim: int | None = None
+) -> jax.Array:
+    """Jacobian of `f` at one example `x` (`batched_jacobian` does a batch).
 
     Args:
       f: map from `[D]` to `[d]`.
@@ -67,7 +71,7 @@ def jacobian(f: Fn, x: jax.Array, *, mode: str = "auto", out_dim: int | None = N
 
 def batched_jacobian(f: Fn, xs: jax.Array, *, mode: str = "auto") -> jax.Array:
     """Per-example Jacobians `[B, d, D]` of `f` at the rows of `xs` `[B, D]`."""
-    return jax.vmap(lambda x: jacobian(f, x, mode=mode))(xs)
+    return jax.vmap(lambda x: example_jacobian(f, x, mode=mode))(xs)
 
 
 def spectral_norm(jac: jax.Array) -> jax.Array:
@@ -187,7 +191,7 @@ def isometry_probe_penalty(f: Fn, x: jax.Array, key: jax.Array, *, n_probes: int
     r"""One-probe isometry penalty (||J^T v||^2 - ||v||^2)^2, v ~ N(0, I_d), averaged.
 
     Its expectation is 2 ||A||_F^2 + (tr A)^2 with A = J J^T - I: not an estimate of
-    ||A||_F^2, but zero iff A = 0, so a valid penalty at ONE VJP per probe (METHODS.md §1).
+    ||A||_F^2, but zero iff A = 0, so a valid penalty at ONE VJP per probe (docs/methods.md §1).
     """
     y, pullback = jax.vjp(f, x)
     v = jax.random.normal(key, (n_probes,) + y.shape, y.dtype)
@@ -222,5 +226,26 @@ def subbatch(xs: jax.Array, key: jax.Array, size: int) -> jax.Array:
 
 
 def lipschitz_hinge_penalty(sigmas: jax.Array, *, bound: float) -> jax.Array:
-    """sum_k relu(sigma_k - c)^2 over the last axis: keeps each block's ||J_h|| below c."""
+    r"""Per-example Lipschitz hinge penalty sum_k relu(sigma_k - c)^2, c = `bound`.
+
+    Keeps every residual branch's spectral norm ||J_{h_k}||_2 below c (the invertibility
+    condition of the residual flow, docs/methods.md §1).
+
+    Args:
+      sigmas: `[B, K]` spectral norms of K branches for each of B examples (more leading
+        axes are allowed: `[..., B, K]`). For ONE map per example pass `sigmas[:, None]`.
+      bound: c, the target bound (c < 1 for invertibility).
+
+    Returns:
+      `[B]` (resp. `[..., B]`): the penalty of each example, summed over its K branches.
+
+    Raises:
+      ValueError: for a 0-d or 1-d `sigmas`, whose branch axis would be ambiguous (a `[B]`
+        vector of one map's norms would otherwise be summed over the batch).
+    """
+    if jnp.ndim(sigmas) < 2:
+        raise ValueError(
+            f"sigmas must be [B, K] (K branch norms per example), got shape {jnp.shape(sigmas)}"
+            "; for one map per example pass sigmas[:, None]"
+        )
     return jnp.sum(jax.nn.relu(sigmas - bound) ** 2, axis=-1)

@@ -28,6 +28,8 @@ References:
   Cheng et al., CLUB: A Contrastive Log-ratio Upper Bound of Mutual Information, ICML 2020.
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Callable
 

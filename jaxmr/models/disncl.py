@@ -4,7 +4,9 @@ modality-exclusive (MEI) part per modality, plus the critics of its own MI terms
 For modality m with backbone code h_m (the pooled, unit-norm output of `RegionEncoder` or
 `GRUTextEncoder`):
   s_m = L2(W^s_m h_m)    MII code, used for cross-modal similarity (`s_v @ s_t.T`)
-  x_m = W^x_m h_m + b    MEI code
+  x_m = L2(W^x_m h_m + b)  MEI code (unit norm like s_m: a bounded scale keeps CLUB's
+                         Gaussian q(x|s) fittable; unnormalised codes grew until its NLL
+                         reached ~70 nats per modality)
   critic_m(x, h) = (U_m x) . h    separable critic for the InfoNCE bound on I(x_m; h_m)
 The heads are linear so that what the codes carry is decided by the objective, not by extra
 capacity (docs/disncl.md).
@@ -25,7 +27,7 @@ class _Heads(nnx.Module):
         self.critic = nnx.Linear(mei_dim, dim, use_bias=False, rngs=rngs)
 
     def __call__(self, h: jax.Array) -> dict[str, jax.Array]:
-        return {"h": h, "s": l2_normalise(self.mii(h)), "x": self.mei(h)}
+        return {"h": h, "s": l2_normalise(self.mii(h)), "x": l2_normalise(self.mei(h))}
 
 
 class DisNCLNet(nnx.Module):

@@ -161,7 +161,8 @@ class ResidualFlow(nnx.Module):
           spectral: `exact` (formed J, `lapack_free.spectral_norm_gram`: 1,024 power steps
             on J^T J by repeated squaring) or `power` (JVP/VJP power iteration, J never
             formed).
-          jacobian_mode: how exact per-example Jacobians are formed (see `jacobian`).
+          jacobian_mode: how exact per-example Jacobians are formed (see
+            `jaxmr.losses.example_jacobian`).
 
         Returns:
           (z `[B, D]`, log_det `[B]`, sigmas `[B, K]`).

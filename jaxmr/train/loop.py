@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxmr.data.arrays import ArrayLoader
 from jaxmr.train import mesh as mesh_lib
+from jaxmr.train import record
 from jaxmr.train import step as step_lib
 from jaxmr.train.checkpoint import BestCheckpointer, Checkpointer
 from jaxmr.train.logging import MetricWriter, Progress
@@ -60,6 +61,13 @@ def _hook_scalars(out) -> dict[str, float]:
 
 
 def prepare_workdir(workdir: str) -> str:
+    if "://" in workdir:
+        # Logs, metrics, figures and the run record are written with plain file I/O: a URL
+        # would silently become a local folder named after its scheme ("gs:").
+        raise ValueError(
+            f"--workdir must be a local or mounted folder, got the URL {workdir}; mount the "
+            "bucket (e.g. with gcsfuse) and pass the mount point"
+        )
     workdir = os.path.abspath(os.path.expanduser(workdir))
     parent = os.path.dirname(workdir)
     if not os.path.isdir(parent):
@@ -127,7 +135,8 @@ def restore_state(
     """(mesh, state, step) restored from `workdir` for evaluation.
 
     `checkpoint="latest"` reads `checkpoints/` (newest readable, or `step`); `"best"` reads
-    the best checkpoint kept by `task.best_metric` in `checkpoints_best/`.
+    the best checkpoint kept by `task.best_metric` in `checkpoints_best/`. Read-only: an
+    unreadable checkpoint is reported and skipped, never moved, and no folder is created.
     """
     if checkpoint not in ("latest", "best"):
         raise ValueError(f"checkpoint must be 'latest' or 'best', got {checkpoint!r}")
@@ -137,14 +146,17 @@ def restore_state(
         if task.best_metric is None:
             raise ValueError(f"task {task.name} keeps no best checkpoint (no best_metric)")
         best = BestCheckpointer(
-            os.path.join(workdir, "checkpoints_best"), task.best_metric, task.best_mode
+            os.path.join(workdir, "checkpoints_best"),
+            task.best_metric,
+            task.best_mode,
+            read_only=True,
         )
         if best.best_step() is None:
             raise FileNotFoundError(f"no best checkpoint in {best.directory}; run train.py first")
         state, restored = best.restore(target, step)
         best.close()
         return mesh, state, restored
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.schedule.keep_checkpoints)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
     if ckpt.latest_step() is None:
         raise FileNotFoundError(f"no checkpoint found in {ckpt.directory}; run train.py first")
     state, _, restored = ckpt.restore(target, step)
@@ -166,15 +178,15 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict[str, Any]:
         raise ConfigError(
             f"config.batch_size={config.batch_size} is not divisible by the {n_dev} devices"
         )
-    if _is_lead():
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-
     loader = make_sampler(task, config)
     root_key = jax.random.key(config.seed)
     init_key, step_key = jax.random.split(root_key)
     sched = config.schedule
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=sched.keep_checkpoints)
+    ckpt = Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        keep=sched.keep_checkpoints,
+        asynchronous=sched.async_checkpoints,
+    )
     best = None
     if task.best_metric is not None:  # every process takes part in Orbax saves
         best = BestCheckpointer(
@@ -183,7 +195,18 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict[str, Any]:
     target = step_lib.abstract_state(task, mesh)
     shardings = jax.tree.map(lambda s: s.sharding, target)
 
+    unfinished = ckpt.unfinished_steps()
+    changes = {}
     if ckpt.latest_step() is not None:
+        # Before reading any checkpoint: a config that changes the model or data is an error
+        # naming the keys, not a series of "unreadable checkpoint" warnings.
+        changes = record.check_resume(workdir, config)
+        newer = [s for s in unfinished if s > ckpt.latest_step()]
+        if newer:
+            _log(
+                f"note: ignoring the unfinished checkpoint(s) at step {newer} in {ckpt.directory} "
+                "(saves that a killed run never committed)"
+            )
         state, extras, start = ckpt.restore(target)
         for name, values in extras.items():
             loader.set_per_example(name, values)
@@ -192,8 +215,18 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict[str, Any]:
             _log(f"checkpoint step {start} >= total_steps {total}: nothing to train")
         resume_step = start
     else:
+        if unfinished:
+            _log(
+                f"warning: {ckpt.directory} holds only unfinished checkpoint(s) (step "
+                f"{unfinished}, never committed by a killed run); starting over from step 0"
+            )
         state = step_lib.init_state(task, init_key, mesh)
         start, resume_step = 0, None
+    if _is_lead():  # the config is now known to be usable: record it
+        record.write_record(workdir, config, resumed_from=resume_step, changes=changes)
+        if changes:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+            _log(f"config changed since the last start (recorded in runs.jsonl): {shown}")
     writer = MetricWriter(workdir, enabled=_is_lead(), resume_step=resume_step)
     progress = Progress(total, start, enabled=_is_lead())
     train_step = step_lib.jit_train_step(
@@ -213,7 +246,7 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict[str, Any]:
     # Off by default: on 2 CPU cores it did not help (bench/input_pipeline.py), and one CI-like
     # run aborted inside the jitted step while the prefetch thread was placing a batch (not
     # reproduced or diagnosed). `config.prefetch = N` turns it on, N batches ahead.
-    config_prefetch = int(config.get("prefetch", 0))
+    config_prefetch = int(config.prefetch)
     prefetch = None
 
     def make_batch(s: int):
@@ -224,7 +257,10 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict[str, Any]:
             for step in range(start + 1, total + 1):
                 epoch_start = (step - 1) % loader.steps_per_epoch == 0
                 if task.epoch_hook is not None and epoch_start:
-                    hook_out = task.epoch_hook(state, loader, (step - 1) // loader.steps_per_epoch)
+                    with progress.timing("hook"):
+                        hook_out = task.epoch_hook(
+                            state, loader, (step - 1) // loader.steps_per_epoch
+                        )
                     if hook_out:
                         hook_scalars = _hook_scalars(hook_out)
                         writer.write(step - 1, hook_scalars)
@@ -261,7 +297,8 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict[str, Any]:
                     last.update(scalars)
                     pending = []
                 if save:
-                    ckpt.save(step, state, extras=loader.per_example)
+                    with progress.timing("checkpoint"):
+                        ckpt.save(step, state, extras=loader.per_example)
                 if preempted:
                     ckpt.wait()
                     _log(
@@ -274,14 +311,16 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict[str, Any]:
                 for ev in task.evaluators:
                     if _due(step, ev.every_steps, total):
                         t0 = time.perf_counter()
-                        res = {f"{ev.name}/{k}": v for k, v in ev.run(state.params).items()}
+                        with progress.timing("eval"):
+                            res = {f"{ev.name}/{k}": v for k, v in ev.run(state.params).items()}
                         writer.write(step, res)
                         results.update(res)
                         shown = "  ".join(f"{k} {v:.4f}" for k, v in res.items())
                         _log(f"eval step {step}: {shown}  ({time.perf_counter() - t0:.1f}s)")
                 last.update(results)
                 if best is not None and task.best_metric in results:
-                    best.save(step, state, results)
+                    with progress.timing("checkpoint"):
+                        best.save(step, state, results)
     finally:
         if prefetch is not None:
             prefetch.close()

@@ -33,12 +33,17 @@ def build_optimizer(optim_cfg, schedule_cfg, total_steps: int) -> optax.Gradient
     if name not in OPTIMIZERS:
         raise ValueError(f"config.optim.name must be one of {OPTIMIZERS}, got {name!r}")
     lr = build_schedule(schedule_cfg, float(optim_cfg.learning_rate), total_steps)
+    # inject_hyperparams keeps the current learning rate in the optimiser state, where the
+    # train step reads it for the logs (`lr/<group>`, jaxmr.train.step.learning_rates); the
+    # updates are the same as without it.
     if name == "adam":
-        opt = optax.adam(lr, b1=optim_cfg.b1, b2=optim_cfg.b2)
+        opt = optax.inject_hyperparams(optax.adam)(lr, b1=optim_cfg.b1, b2=optim_cfg.b2)
     elif name == "adamw":
-        opt = optax.adamw(lr, b1=optim_cfg.b1, b2=optim_cfg.b2, weight_decay=optim_cfg.weight_decay)
+        opt = optax.inject_hyperparams(optax.adamw)(
+            lr, b1=optim_cfg.b1, b2=optim_cfg.b2, weight_decay=optim_cfg.weight_decay
+        )
     else:
-        opt = optax.sgd(lr, momentum=optim_cfg.b1 or None)
+        opt = optax.inject_hyperparams(optax.sgd)(lr, momentum=optim_cfg.b1 or None)
     if optim_cfg.grad_clip_norm > 0:
         opt = optax.chain(optax.clip_by_global_norm(optim_cfg.grad_clip_norm), opt)
     return opt

@@ -17,14 +17,16 @@ def _linear(a):
 def test_jacobian_of_linear_map_is_the_matrix(shape, mode):
     a = jax.random.normal(jax.random.key(0), shape)
     x = jax.random.normal(jax.random.key(1), (shape[1],))
-    np.testing.assert_allclose(J.jacobian(_linear(a), x, mode=mode), a, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        J.example_jacobian(_linear(a), x, mode=mode), a, rtol=1e-6, atol=1e-6
+    )
 
 
 def test_jacobian_of_elementwise_map_is_diagonal_and_modes_agree():
     x = jnp.linspace(-2, 2, 6)
     expected = jnp.diag(1 - jnp.tanh(x) ** 2)
     f = lambda v: jnp.tanh(v)
-    results = [J.jacobian(f, x, mode=m) for m in ("fwd", "rev", "vjp")]
+    results = [J.example_jacobian(f, x, mode=m) for m in ("fwd", "rev", "vjp")]
     for r in results:
         np.testing.assert_allclose(r, expected, rtol=1e-6, atol=1e-7)
     xs = jax.random.normal(jax.random.key(2), (7, 4))
@@ -37,7 +39,7 @@ def test_jacobian_of_elementwise_map_is_diagonal_and_modes_agree():
 
 def test_auto_mode_rejects_unknown():
     with pytest.raises(ValueError, match="jacobian mode"):
-        J.jacobian(jnp.sin, jnp.ones(2), mode="bogus")
+        J.example_jacobian(jnp.sin, jnp.ones(2), mode="bogus")
 
 
 def test_spectral_norm_exact_and_power_iteration():
@@ -136,6 +138,33 @@ def test_subbatch_and_hinge_penalty():
     np.testing.assert_allclose(pen, [0.2**2 + 0.5**2], rtol=1e-6)
 
 
+def test_hinge_penalty_is_per_example():
+    # [B, K] -> [B]: one value per example, summed over its branches only.
+    sigmas = jnp.array([[0.5, 0.9], [1.0, 0.2], [0.7, 0.7]])
+    pen = J.lipschitz_hinge_penalty(sigmas, bound=0.7)
+    np.testing.assert_allclose(pen, [0.2**2, 0.3**2, 0.0], rtol=1e-5, atol=1e-7)
+    # One map per example: [B] is refused (it would be summed over the batch), [B, 1] works.
+    one_map = jnp.array([0.9, 1.2])
+    with pytest.raises(ValueError, match=r"sigmas\[:, None\]"):
+        J.lipschitz_hinge_penalty(one_map, bound=0.7)
+    np.testing.assert_allclose(
+        J.lipschitz_hinge_penalty(one_map[:, None], bound=0.7), [0.2**2, 0.5**2], rtol=1e-5
+    )
+
+
+def test_public_names_are_functions_with_readable_signatures():
+    import inspect
+
+    import jaxmr.losses as L
+
+    assert L.example_jacobian is J.example_jacobian and inspect.ismodule(L.jacobian)
+    for name in L.__all__:
+        fn = getattr(L, name)
+        assert callable(fn) and not inspect.ismodule(fn), name
+        sig = str(inspect.signature(fn))
+        assert "Union[" not in sig and "jaxlib" not in sig, (name, sig)
+
+
 def test_jit_and_no_jit_agree():
     a = jax.random.normal(jax.random.key(13), (4, 4)) * 0.3
     h = lambda v: jnp.tanh(v @ a)
@@ -145,6 +174,6 @@ def test_jit_and_no_jit_agree():
         lambda x: J.spectral_norm_power(h, x, key)[0],
         lambda x: J.logdet_power_series(h, x, key, n_probes=3),
         lambda x: J.orthogonality_penalty_probe(h, x, key),
-        lambda x: J.spectral_norm(J.jacobian(h, x)),
+        lambda x: J.spectral_norm(J.example_jacobian(h, x)),
     ):
         np.testing.assert_allclose(fn(x), jax.jit(fn)(x), rtol=1e-5)

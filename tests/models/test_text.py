@@ -9,6 +9,7 @@ import pytest
 from transformers import AutoTokenizer, BertConfig, FlaxBertModel
 
 from jaxmr.models import text
+from tests.conftest import requires_minilm
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +37,14 @@ def tiny_dir(tmp_path_factory):
     return path
 
 
+@requires_minilm
 def test_minilm_path_has_weights_and_tokenizer():
     path = text.minilm_local_path()
     for name in ("config.json", "model.safetensors", "vocab.txt", "tokenizer.json"):
         assert (path / name).is_file(), name
 
 
+@requires_minilm
 def test_minilm_embeddings_are_semantic(minilm):
     assert minilm.dim == 384
     e = minilm.encode(
@@ -55,6 +58,7 @@ def test_minilm_embeddings_are_semantic(minilm):
     assert sims[2, 3] > sims[2, 0] + 0.2 and sims[2, 3] > sims[2, 1] + 0.2
 
 
+@requires_minilm
 def test_padding_does_not_change_embedding(minilm):
     # Same batch size as above: encode() reuses one compiled function.
     alone = minilm.encode(["fresh basil pesto"], batch_size=4, normalize=False)
@@ -81,6 +85,7 @@ def _grad_norm(tower):
     return sum(float(jnp.abs(g).sum()) for g in jax.tree_util.tree_leaves(grads))
 
 
+@requires_minilm
 def test_frozen_tower_gets_no_gradient(tiny_dir):
     tower = text.load_text_tower(tiny_dir, max_length=16)
     assert not tower.trainable and tower.dim == 16
@@ -88,6 +93,7 @@ def test_frozen_tower_gets_no_gradient(tiny_dir):
     assert _grad_norm(tower) == 0.0
 
 
+@requires_minilm
 def test_trainable_tower_gets_gradient_and_dropout(tiny_dir):
     tower = text.load_text_tower(tiny_dir, trainable=True, max_length=16)
     total = _grad_norm(tower)

@@ -23,6 +23,7 @@ from jaxmr.train import mesh as mesh_lib
 from jaxmr.train import step as step_lib
 from jaxmr.train.evaluators import predict_arrays
 from jaxmr.train.task import StepContext
+from tests.conftest import requires_minilm
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -45,6 +46,7 @@ def _config(cache_dir, arg="smoke", **overrides):
     return config
 
 
+@requires_minilm
 def test_smoke_train_then_eval_writes_metrics_and_figures(cache_dir, tmp_path):
     workdir = str(tmp_path / "run")
     config = _config(cache_dir, total_steps=40)
@@ -87,6 +89,7 @@ def test_smoke_train_then_eval_writes_metrics_and_figures(cache_dir, tmp_path):
             assert im.size[0] > 100 and im.size[1] > 100
 
 
+@requires_minilm
 def test_planted_greenness_is_recovered(cache_dir):
     """recipe -> image on the planted fixture (600 recipes, 120 test), fixed seeds.
 
@@ -129,6 +132,7 @@ def test_planted_greenness_is_recovered(cache_dir):
     assert mu_rho >= 0.65 and mu_rho >= mu0 + 0.3, (mu0, mu_rho)
 
 
+@requires_minilm
 def test_feature_cache_is_reused_and_keyed_by_towers(cache_dir, monkeypatch):
     config = _config(cache_dir)
     first = task_lib.load_recipe_features(config)  # encoded by the tests above, or now
@@ -149,6 +153,7 @@ def test_feature_cache_is_reused_and_keyed_by_towers(cache_dir, monkeypatch):
         task_lib.load_recipe_features(other)
 
 
+@requires_minilm
 def test_precomputed_features_with_root_for_food_factors(cache_dir, tmp_path):
     config = _config(cache_dir)
     feats = task_lib.load_recipe_features(config)
@@ -172,6 +177,7 @@ def test_precomputed_features_with_root_for_food_factors(cache_dir, tmp_path):
     assert [e.name for e in task.evaluators] == ["retrieval", "food"]
 
 
+@requires_minilm
 def test_tfds_source_encodes_shards_and_draws_galleries_from_them(tmp_path):
     from jaxmr.data import recipe1m_tfds
     from jaxmr.data.recipe1m_fixture import make_recipe1m_fixture
@@ -207,6 +213,14 @@ def test_tfds_source_encodes_shards_and_draws_galleries_from_them(tmp_path):
         assert f.read(8) == PNG
 
 
+@requires_minilm
+def test_recipe_task_reads_only_declared_keys(cache_dir, strict_config_get):
+    for arg in ("smoke", "smoke,variant=isometry"):
+        TASKS["ivae_recipe"](_config(cache_dir, arg))
+    assert "linear" in strict_config_get  # the shared IVAEModel's reads were checked
+
+
+@requires_minilm
 def test_isometry_ablation_embeds_the_target_alone(cache_dir):
     config = _config(cache_dir, "smoke,variant=isometry")
     task = TASKS[config.task](config)
@@ -269,6 +283,7 @@ def test_image_tower_path_is_required_without_random_init(tmp_path):
 
 
 @pytest.mark.slow
+@requires_minilm
 def test_smoke_with_pretrained_minilm(tmp_path):
     config = _config(
         str(tmp_path / "cache"),
@@ -278,3 +293,18 @@ def test_smoke_with_pretrained_minilm(tmp_path):
     assert np.isfinite(out["train/loss"])
     feats = task_lib.load_recipe_features(config)["test"]
     assert feats.recipe.shape[1] == 384
+
+
+@requires_minilm
+def test_cache_reads_and_writes_are_announced(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    config = _config(str(cache), **{"data.fixture.n": 60})
+    task_lib.load_recipe_features(config)
+    out = capsys.readouterr().out
+    assert f"writing the Recipe1M fixture to the cache {cache}/fixture-n60" in out
+    written = [ln for ln in out.splitlines() if ln.startswith("cached ")]
+    assert len(written) == 2 and all(str(cache / "features") in ln for ln in written), out
+    assert all("--config.data.cache_dir=DIR" in ln for ln in written)
+    task_lib.load_recipe_features(config)
+    again = capsys.readouterr().out.splitlines()
+    assert [ln.split(" features from the cache ")[0] for ln in again] == ["train", "test"]

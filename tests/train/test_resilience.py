@@ -130,8 +130,12 @@ def test_truncated_newest_checkpoint_falls_back_to_previous(tmp_path, capsys):
     capsys.readouterr()
     out = loop.train_and_evaluate(build_task(config), config, workdir)
     captured = capsys.readouterr()
-    assert "checkpoints/40 is unreadable" in captured.err
-    assert "falling back to the previous checkpoint" in captured.err
+    ckpt = os.path.join(workdir, "checkpoints")
+    # One sentence naming the checkpoint, the reason in words and what happens instead.
+    assert captured.err.strip().splitlines() == [
+        f"warning: checkpoint {ckpt}/40 cannot be read (its files are truncated or corrupted);"
+        f" using step 20 instead, and moving 40 to {ckpt}_unreadable/"
+    ]
     assert "resuming from checkpoint at step 20" in captured.out
     assert out["step"] == 40 and np.isfinite(out["train/loss"])
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["20", "40"]

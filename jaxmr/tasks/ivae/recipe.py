@@ -1,4 +1,4 @@
-"""iIVAE on Recipe1M (METHODS.md §1, docs/recipe1m.md): frozen towers, cached features, heads.
+"""iIVAE on Recipe1M (docs/methods.md §1, docs/recipe1m.md): frozen towers, cached features, heads.
 
 Pipeline of `build_ivae_recipe(config)`:
 
@@ -122,6 +122,12 @@ class RecipeFeatures:
             )
 
 
+def _notice(msg: str) -> None:
+    """Tells the user (process 0, stdout) what is read from or written to the cache."""
+    if jax.process_index() == 0:
+        print(msg, flush=True)
+
+
 def _expand(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path)) if path else ""
 
@@ -135,6 +141,7 @@ def fixture_root(data_cfg) -> str:
     root = os.path.join(_expand(data_cfg.cache_dir), name)
     marker = os.path.join(root, "planted.json")
     if not os.path.isfile(marker):
+        _notice(f"writing the Recipe1M fixture to the cache {root}")
         info = make_recipe1m_fixture(
             root, n=fx.n, seed=fx.seed, planted_factor=fx.planted_factor, defects=fx.defects
         )
@@ -431,7 +438,7 @@ def load_recipe_features(cfg) -> dict[str, RecipeFeatures]:
             continue
         path = _cache_file(data_cfg, model_cfg, split)
         if os.path.isfile(path):
-            logger.info("recipe features from cache %s", path)
+            _notice(f"{split} features from the cache {path}")
             out[split] = RecipeFeatures.load(path)
             continue
         if towers is None:
@@ -440,7 +447,10 @@ def load_recipe_features(cfg) -> dict[str, RecipeFeatures]:
         if jax.process_index() == 0:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             feats.save(path)
-            logger.info("cached %d encoded recipes of %s at %s", len(feats), split, path)
+            _notice(
+                f"cached {len(feats)} encoded {split} recipes in {path} "
+                f"({os.path.getsize(path) / 1e6:.1f} MB; move with --config.data.cache_dir=DIR)"
+            )
         out[split] = feats
     return out
 

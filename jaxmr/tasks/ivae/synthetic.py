@@ -1,4 +1,4 @@
-"""The iIVAE family as one task (METHODS.md §1).
+"""The iIVAE family as one task (docs/methods.md §1).
 
 Variants (`config.model.variant`):
 - `implicit` (default, iIVAE [R]): invertible residual embedding g of the target modality,
@@ -8,11 +8,12 @@ Variants (`config.model.variant`):
 - `ivae`: explicit-decoder iVAE, q(z|x,y), decoder f(z), prior p(z|x) (u := x).
 - `vae`: q(z|y), decoder, prior N(0, I).
 - `isometry`: documented ablation: MLP embedding g, -log p(g(y)|x) + gamma ||J J^T - I||_F^2
-  (treats g as an isometry so the volume term vanishes; METHODS.md reports it fails).
+  (treats g as an isometry so the volume term vanishes; docs/methods.md §1 says why it
+  stays an ablation).
 `config.loss.beta` weights the KL (beta-VAE / beta-iVAE); for `implicit` it weights the prior
 term (beta = 1 is the exact likelihood).
 
-For target dimension D > d, `config.model.target_mode` picks the candidate of METHODS.md §1:
+For target dimension D > d, `config.model.target_mode` picks the candidate of docs/methods.md §1:
 - `full` (i): the full-dimensional flow F on R^D; the first d outputs get p(z|x), the other
   D - d a learned per-dimension Gaussian N(0, diag v); exact likelihood with log|det J_F|.
 - `injective` (ii): g = first d outputs of the same flow, a map R^D -> R^d;
@@ -149,6 +150,15 @@ def _check(cfg, arrays):
     if m.variant not in VARIANTS:
         raise ValueError(f"config.model.variant must be one of {VARIANTS}, got {m.variant!r}")
     y_dim = arrays["y"].shape[1]
+    if "s" in arrays and arrays["s"].shape[1] != m.latent_dim:
+        k = arrays["s"].shape[1]
+        from_file = cfg.data.path and cfg.data.benchmark == "synthetic"
+        source = f"{cfg.data.factors_key!r} in {cfg.data.path}" if from_file else "the data"
+        raise ValueError(
+            f"config.model.latent_dim={m.latent_dim} but the true factors ({source}) have {k} "
+            f"columns, so MCC would score {m.latent_dim} latents against {k} factors; set "
+            f"--config.model.latent_dim={k}"
+        )
     if m.latent_dim > y_dim:
         raise ValueError(
             f"config.model.latent_dim ({m.latent_dim}) exceeds the target dimension ({y_dim})"
