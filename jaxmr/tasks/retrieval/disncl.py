@@ -49,13 +49,17 @@ MODALITIES = ("image", "text")
 class Estimators(nnx.Module):
     """Per modality: CLUB's q(x|s) (`reg="club"`) or a discriminator of (s, x) pairs."""
 
-    def __init__(self, mii_dim: int, mei_dim: int, reg: str, *, rngs: nnx.Rngs):
+    def __init__(
+        self, mii_dim: int, mei_dim: int, reg: str, *, logvar_bound: float, rngs: nnx.Rngs
+    ):
         if reg not in REGS:
             raise ValueError(f"config.loss.reg must be one of {REGS}, got {reg!r}")
         self.reg = reg
         for m in MODALITIES:
             if reg == "club":
-                mod = GaussianConditional(mii_dim, mei_dim, hidden=(64,), rngs=rngs)
+                mod = GaussianConditional(
+                    mii_dim, mei_dim, hidden=(64,), logvar_bound=logvar_bound, rngs=rngs
+                )
             else:
                 mod = Discriminator(mii_dim + mei_dim, hidden=(64,), rngs=rngs)
             setattr(self, m, mod)
