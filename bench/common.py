@@ -68,13 +68,20 @@ def ivae_config(
     batch_size: int = 256,
     num_examples: int = 8192,
     data_dir: str | None = None,
+    factors: int | None = None,
 ):
     """The default config (`configs/ivae_synthetic.py`), with the target dimension, query
     dimension, latent dimension and Jacobian estimators overridden.
 
     `target_dim=None` keeps the embedded synthetic generator (the default job's data);
-    otherwise the data come from a feature file of the requested shape.
+    otherwise the data come from a feature file of the requested shape. `factors=d` is the
+    default job on d-factor data: the synthetic generator with d = D = `factors` (overrides
+    `latent_dim`; `target_dim` must be None).
     """
+    if factors is not None:
+        if target_dim is not None:
+            raise ValueError("ivae_config: give factors= or target_dim=, not both")
+        latent_dim = factors
     sys.path.insert(0, REPO)
     from configs import ivae_synthetic
 
@@ -91,6 +98,8 @@ def ivae_config(
         config.model.target_projection = "none"
     if "target_mode" in config.model:
         config.model.target_mode = "full"
+    if factors is not None:
+        config.data.latent_dim = config.data.target_dim = factors
     if target_dim is not None:
         data_dir = data_dir or tempfile.mkdtemp(prefix="jaxmr_bench_")
         path = os.path.join(data_dir, f"features_{target_dim}_{query_dim}_{latent_dim}.npz")
