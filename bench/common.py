@@ -118,6 +118,17 @@ def ivae_config(
     return config
 
 
+def apply_overrides(config, overrides: dict | None):
+    """Sets dotted fields (`"model.flow.hidden": (16,)`) of a config in place; returns it."""
+    for key, value in (overrides or {}).items():
+        *path, field = key.split(".")
+        node = config
+        for p in path:
+            node = node[p]
+        node[field] = value
+    return config
+
+
 def config_shapes(config) -> dict[str, Any]:
     """The numbers that define the model's cost, for tables and for the PyTorch peer."""
     m, loss = config.model, config.loss

@@ -24,6 +24,8 @@ flow) with its objective changed only in which Jacobian terms it computes:
 |             | principal directions, F a flow on R^d (the library's D > d default since 2275298) |
 | `exact-lapack` | `exact` by LAPACK (`slogdet`, `eigvalsh`): the exact path before       |
 |             | `jaxmr.losses.lapack_free`; D = 5 only (deadlocks XLA:CPU at D >= 10) |
+| `exact-loop` | `exact` with the LU as a `fori_loop` for every n > 8                  |
+|             | (`lapack_free.UNROLL_MAX = 0`): the library before the batch-last LU  |
 
 With `--factors` every D is the default job on D-factor synthetic data (d = D: the
 embedded generator with `data.latent_dim = data.target_dim = D`) instead of d = 5 and a
@@ -61,8 +63,9 @@ VARIANTS = (
     "est-sub32",
     "exact-lapack",
     "est-proj",
+    "exact-loop",
 )
-EXACT = ("sn-exact", "ld-exact", "exact", "exact-lapack")
+EXACT = ("sn-exact", "ld-exact", "exact", "exact-lapack", "exact-loop")
 WITH_EXACT_LOGDET = ("ld-exact", "exact", "exact-lapack")
 
 
@@ -186,13 +189,19 @@ class VariantRunner:
         data_dir: str,
         probe_steps: int = 0,
         factors: bool = False,
+        overrides: dict | None = None,
     ):
         kwargs = dict(target_dim=target_dim, data_dir=data_dir, num_examples=4096)
         if factors:
             kwargs = dict(factors=target_dim)
         loss_fn = None
-        if variant == "exact":
+        unroll_max = None
+        if variant in ("exact", "exact-loop"):
             cfg = common.ivae_config(**kwargs)
+            if variant == "exact-loop":
+                from jaxmr.losses import lapack_free
+
+                unroll_max, lapack_free.UNROLL_MAX = lapack_free.UNROLL_MAX, 0
         elif variant in ("estimated", "est-lean", "est-proj"):
             cfg = common.ivae_config(logdet="series", spectral="power", **kwargs)
             if variant == "est-lean":
@@ -213,11 +222,16 @@ class VariantRunner:
                 "exact-lapack": {"logdet": "exact", "spectral": "exact", "lapack": True},
             }[variant]
             loss_fn = term_loss(**terms)
+        common.apply_overrides(cfg, overrides)
         self.step = common.JaxStep(cfg, loss_fn=loss_fn)
-        self.info = {
-            "compile_s": self.step.compile(),
-            "flops": self.step.jaxpr_flops()["total"],
-        }
+        try:  # the step is traced here; a module setting only matters until then
+            self.info = {
+                "compile_s": self.step.compile(),
+                "flops": self.step.jaxpr_flops()["total"],
+            }
+        finally:
+            if unroll_max is not None:
+                lapack_free.UNROLL_MAX = unroll_max
         self.info["finite"] = bool(abs(self.step.loss()) < float("inf"))
         if probe_steps:
             self.run(probe_steps)
@@ -269,6 +283,8 @@ def main(argv=None):
             if v in WITH_EXACT_LOGDET and dim > args.exact_logdet_max_d:
                 continue
             if v == "exact-lapack" and dim > 5:
+                continue
+            if v == "exact-loop" and dim <= 8:
                 continue
             if v in ("est-lean", "est-sub32", "est-proj") and dim not in (64, 2048, max(dims)):
                 continue
