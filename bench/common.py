@@ -330,10 +330,12 @@ class Worker:
         *,
         timeout_s: float | None = None,
         cores: int | None = None,
+        wait: bool = True,
     ):
         """`timeout_s`: give up (and kill the process) if the runners are not built by then.
         `cores`: pin the process to that many cores before JAX/torch start (the thread pools
-        size themselves from the affinity mask)."""
+        size themselves from the affinity mask). `wait=False`: return at once and call
+        `wait()` later (several workers then build their runners at the same time)."""
         ctx = mp.get_context("spawn")
         self.timeout_s = timeout_s
         self.conn, child = ctx.Pipe()
@@ -345,12 +347,17 @@ class Worker:
         finally:
             os.environ.clear()
             os.environ.update(old)
-        msg = self._recv(timeout_s)
+        self.names = list(factories)
+        if wait:
+            self.wait()
+
+    def wait(self) -> None:
+        """Blocks until every runner is built (their `info` dicts are then in `self.info`)."""
+        msg = self._recv(self.timeout_s)
         if msg[0] == "error":
             self.proc.join()
             raise RuntimeError(f"worker runner {msg[1]!r} failed: {msg[2]}")
         self.info = msg[1]
-        self.names = list(factories)
 
     def _recv(self, timeout_s: float | None):
         if timeout_s is not None and not self.conn.poll(timeout_s):
