@@ -191,6 +191,11 @@ def main(argv=None):
     )
     ap.add_argument("--threads", default=None, help="torch thread counts (default: cores,1)")
     ap.add_argument(
+        "--jax-one-core",
+        action="store_true",
+        help="also time the JAX step in a worker pinned to one core (label jax-1core)",
+    )
+    ap.add_argument(
         "--compile-threads", default=None, help="thread counts of the compiled peer (default: all)"
     )
     args = ap.parse_args(argv)
@@ -241,7 +246,12 @@ def main(argv=None):
             w = common.Worker(factories, wait=False)
             torch_ws[(th, cm)] = w
             owner.update({(th, name): w for name in factories})
-    for w in [jax_w, *torch_ws.values()]:
+    jax1_w = None
+    if args.jax_one_core:
+        jax1_w = common.Worker(
+            {s: (JaxRunner, {"shape": s}) for s in shapes}, env=JAX_ENV, cores=1, wait=False
+        )
+    for w in [jax_w, *torch_ws.values(), *([jax1_w] if jax1_w else [])]:
         w.wait()
     results = {"machine": info, "repeats": repeats, "shapes": {}}
     try:
@@ -252,6 +262,8 @@ def main(argv=None):
                     (f"torch-{th}t-{m}", owner[(th, f"{s}/{m}")], f"{s}/{m}")
                     for m, _, _ in modes_for(s, th)
                 ]
+            if jax1_w:
+                targets += [("jax-1core", jax1_w, s)]
             targets += [("jax-matmul", jax_w, "matmul")]
             steps = {lab: common.calibrate(w, name, target_s) for lab, w, name in targets}
             common.log(f"[{s}] steps per timing: {steps}")
@@ -264,6 +276,8 @@ def main(argv=None):
         }
     finally:
         jax_w.close()
+        if jax1_w:
+            jax1_w.close()
         for w in torch_ws.values():
             w.close()
     path = common.save("ivae_step_quick" if args.quick else "ivae_step", results)
@@ -288,6 +302,9 @@ def _report(shape, times, jax_w, owner):
         rows[label] = {
             "ms": common.summary([1e3 * v for v in t]),
             "ratio_torch_over_jax": common.paired_ratio(t, jt),
+            "ratio_torch_over_jax_1core": (
+                common.paired_ratio(t, times["jax-1core"]) if "jax-1core" in times else None
+            ),
             "first_step_s": tinfo["first_step_s"],
             "compiled": "compile_mode" in tinfo,
             "compile_forward_s": tinfo.get("compile_forward_s"),
@@ -301,6 +318,12 @@ def _report(shape, times, jax_w, owner):
         "jax_ms": common.summary([1e3 * v for v in jt]),
         "jax_compile_s": jinfo["compile_s"],
         "torch": rows,
+        "jax_1core_ms": (
+            common.summary([1e3 * v for v in times["jax-1core"]]) if "jax-1core" in times else None
+        ),
+        "jax_1core_over_jax": (
+            common.paired_ratio(times["jax-1core"], jt) if "jax-1core" in times else None
+        ),
         "best_torch": min(rows, key=lambda k: rows[k]["ms"]["median"]),
         "best_eager_torch": _best(rows, compiled=False),
         "best_compiled_torch": _best(rows, compiled=True),
@@ -351,6 +374,15 @@ def _markdown(results) -> str:
             if best:
                 ratio = common.fmt_ratio(r["torch"][best]["ratio_torch_over_jax"])
                 lines.append(f"\n{s}: fastest {kind} PyTorch ({best}) / JAX = {ratio}")
+                r1 = r["torch"][best]["ratio_torch_over_jax_1core"]
+                if r1:
+                    lines.append(f"{s}: {best} / JAX pinned to 1 core = {common.fmt_ratio(r1)}")
+        if r["jax_1core_ms"]:
+            m = r["jax_1core_ms"]
+            lines.append(
+                f"{s}: JAX pinned to 1 core {m['median']:.1f} [{m['q25']:.1f}-{m['q75']:.1f}]"
+                f" ms = {common.fmt_ratio(r['jax_1core_over_jax'])} the 2-thread JAX step"
+            )
     lines += [
         "",
         "| shape | FLOPs/step (jaxpr count) | torch counter | XLA cost analysis | "
