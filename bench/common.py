@@ -68,13 +68,20 @@ def ivae_config(
     batch_size: int = 256,
     num_examples: int = 8192,
     data_dir: str | None = None,
+    factors: int | None = None,
 ):
     """The default config (`configs/ivae_synthetic.py`), with the target dimension, query
     dimension, latent dimension and Jacobian estimators overridden.
 
     `target_dim=None` keeps the embedded synthetic generator (the default job's data);
-    otherwise the data come from a feature file of the requested shape.
+    otherwise the data come from a feature file of the requested shape. `factors=d` is the
+    default job on d-factor data: the synthetic generator with d = D = `factors` (overrides
+    `latent_dim`; `target_dim` must be None).
     """
+    if factors is not None:
+        if target_dim is not None:
+            raise ValueError("ivae_config: give factors= or target_dim=, not both")
+        latent_dim = factors
     sys.path.insert(0, REPO)
     from configs import ivae_synthetic
 
@@ -91,6 +98,8 @@ def ivae_config(
         config.model.target_projection = "none"
     if "target_mode" in config.model:
         config.model.target_mode = "full"
+    if factors is not None:
+        config.data.latent_dim = config.data.target_dim = factors
     if target_dim is not None:
         data_dir = data_dir or tempfile.mkdtemp(prefix="jaxmr_bench_")
         path = os.path.join(data_dir, f"features_{target_dim}_{query_dim}_{latent_dim}.npz")
@@ -106,6 +115,17 @@ def ivae_config(
         config.data.latent_dim = latent_dim
         config.data.target_dim = target_dim
         config.data.query_dim = query_dim
+    return config
+
+
+def apply_overrides(config, overrides: dict | None):
+    """Sets dotted fields (`"model.flow.hidden": (16,)`) of a config in place; returns it."""
+    for key, value in (overrides or {}).items():
+        *path, field = key.split(".")
+        node = config
+        for p in path:
+            node = node[p]
+        node[field] = value
     return config
 
 
@@ -310,10 +330,12 @@ class Worker:
         *,
         timeout_s: float | None = None,
         cores: int | None = None,
+        wait: bool = True,
     ):
         """`timeout_s`: give up (and kill the process) if the runners are not built by then.
         `cores`: pin the process to that many cores before JAX/torch start (the thread pools
-        size themselves from the affinity mask)."""
+        size themselves from the affinity mask). `wait=False`: return at once and call
+        `wait()` later (several workers then build their runners at the same time)."""
         ctx = mp.get_context("spawn")
         self.timeout_s = timeout_s
         self.conn, child = ctx.Pipe()
@@ -325,12 +347,17 @@ class Worker:
         finally:
             os.environ.clear()
             os.environ.update(old)
-        msg = self._recv(timeout_s)
+        self.names = list(factories)
+        if wait:
+            self.wait()
+
+    def wait(self) -> None:
+        """Blocks until every runner is built (their `info` dicts are then in `self.info`)."""
+        msg = self._recv(self.timeout_s)
         if msg[0] == "error":
             self.proc.join()
             raise RuntimeError(f"worker runner {msg[1]!r} failed: {msg[2]}")
         self.info = msg[1]
-        self.names = list(factories)
 
     def _recv(self, timeout_s: float | None):
         if timeout_s is not None and not self.conn.poll(timeout_s):

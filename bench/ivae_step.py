@@ -18,6 +18,18 @@ PyTorch runs with as many threads as XLA uses (2 here) and, because OpenMP threa
 badly on a shared machine, also with 1 thread; Jacobians by `vmap(jacrev)` and `vmap(jacfwd)`.
 The JAX step's `auto` mode uses forward mode for the square branch Jacobians.
 
+Compiled peer (default shapes): `torch.compile` of the peer's loss in each of
+`--compile-modes` (`default`, `max-autotune-no-cudagraphs`), with the Jacobians by
+`torch.func.vmap(jacrev)` traced through by Dynamo (`--compile-jacobians`), the backward by
+AOTAutograd and Adam eager. Each compiled variant is timed in the same interleaved rounds as
+the others; its compile time (the first compiled forward, then the first step, which compiles
+the backward) is reported apart, with the compiled loss's relative difference from the eager
+loss on the same parameters and batch. The JAX step is compiled too (XLA, `jit`), so this is
+compiled against compiled; the eager rows are what the field's reference code runs.
+
+    .venv/bin/python bench/ivae_step.py --shapes default --eager-modes rev,rev-ew \
+        --compile-modes default,max-autotune-no-cudagraphs --repeats 7
+
 FLOP/s: XLA's cost analysis of the compiled step (loop bodies counted once and LAPACK calls not
 at all, so a lower bound), torch's FlopCounterMode on one eager step of the peer (every matmul
 executed, the better count), divided by the JAX median step time; the reference is a jitted
@@ -105,16 +117,23 @@ class MatmulRunner:
 
 
 class TorchRunner:
-    def __init__(self, shape: str, threads: int, jacobian: str):
+    def __init__(self, shape: str, threads: int, jacobian: str, compile_mode: str | None = None):
         import torch_ivae
 
         cfg = shape_config(shape)
         dims = _dims(cfg)
         self.step = torch_ivae.TorchStep(
-            common.config_shapes(cfg), dims[0], dims[1], threads=threads, jacobian=jacobian
+            common.config_shapes(cfg),
+            dims[0],
+            dims[1],
+            threads=threads,
+            jacobian=jacobian,
+            compile_mode=compile_mode,
         )
         self.info = dict(self.step.info)
-        self.info["torch_flops"] = _torch_flops(self.step)
+        # Counting FLOPs re-runs the loss in forward mode: eager runners only (a compiled
+        # loss would recompile for it).
+        self.info["torch_flops"] = None if compile_mode else _torch_flops(self.step)
 
     def run(self, n):
         return self.step.run(n)
@@ -155,11 +174,52 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--shapes", default="default,recipe")
     ap.add_argument("--target-s", type=float, default=None, help="seconds per timing")
+    ap.add_argument(
+        "--eager-modes",
+        default="rev,fwd,rev-ew",
+        help="Jacobian modes of the eager PyTorch peer at the default shapes",
+    )
+    ap.add_argument(
+        "--compile-modes",
+        default="default,max-autotune-no-cudagraphs",
+        help="torch.compile modes of the peer at the default shapes ('' for none)",
+    )
+    ap.add_argument(
+        "--compile-jacobians",
+        default="rev",
+        help="Jacobian modes compiled (torch.func vmap(jacrev) compiles; see the docstring)",
+    )
+    ap.add_argument("--threads", default=None, help="torch thread counts (default: cores,1)")
+    ap.add_argument(
+        "--jax-one-core",
+        action="store_true",
+        help="also time the JAX step in a worker pinned to one core (label jax-1core)",
+    )
+    ap.add_argument(
+        "--compile-threads", default=None, help="thread counts of the compiled peer (default: all)"
+    )
     args = ap.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 11)
     target_s = args.target_s or (0.3 if args.quick else 1.0)
     shapes = args.shapes.split(",")
-    threads = os.cpu_count()
+    thread_counts = (
+        [int(v) for v in args.threads.split(",")] if args.threads else [os.cpu_count(), 1]
+    )
+    eager_modes = tuple(args.eager_modes.split(","))
+    compiled = [
+        (f"{jm}-compile-{cm}", jm, cm)
+        for cm in filter(None, args.compile_modes.split(","))
+        for jm in args.compile_jacobians.split(",")
+    ]
+
+    compile_threads = (
+        [int(v) for v in args.compile_threads.split(",")] if args.compile_threads else None
+    )
+
+    def modes_for(s, th):
+        eager = eager_modes if s == "default" else ("rev",)
+        with_compiled = s == "default" and (compile_threads is None or th in compile_threads)
+        return [(m, m, None) for m in eager] + (compiled if with_compiled else [])
 
     info = common.machine()
     common.log(f"machine: {info}")
@@ -168,37 +228,56 @@ def main(argv=None):
         {s: (JaxRunner, {"shape": s}) for s in shapes}
         | {"matmul": (MatmulRunner, {"framework": "jax"})},
         env=JAX_ENV,
+        wait=False,
     )
-    torch_ws = {}
-    for th in sorted({threads, 1}, reverse=True):
-        factories = {}
+    # One worker per thread count for the eager peer, one per thread count and compile mode
+    # for the compiled peer (compiling takes minutes: the workers build at the same time).
+    torch_ws, owner = {}, {}
+    for th in sorted(set(thread_counts), reverse=True):
+        groups = {None: {}}
         for s in shapes:
-            modes = ("rev", "fwd", "rev-ew") if s == "default" else ("rev",)
-            for mode in modes:
-                factories[f"{s}/{mode}"] = (
+            for name, jm, cm in modes_for(s, th):
+                groups.setdefault(cm, {})[f"{s}/{name}"] = (
                     TorchRunner,
-                    {"shape": s, "threads": th, "jacobian": mode},
+                    {"shape": s, "threads": th, "jacobian": jm, "compile_mode": cm},
                 )
-        factories["matmul"] = (MatmulRunner, {"framework": "torch", "threads": th})
-        torch_ws[th] = common.Worker(factories)
+        groups[None]["matmul"] = (MatmulRunner, {"framework": "torch", "threads": th})
+        for cm, factories in groups.items():
+            w = common.Worker(factories, wait=False)
+            torch_ws[(th, cm)] = w
+            owner.update({(th, name): w for name in factories})
+    jax1_w = None
+    if args.jax_one_core:
+        jax1_w = common.Worker(
+            {s: (JaxRunner, {"shape": s}) for s in shapes}, env=JAX_ENV, cores=1, wait=False
+        )
+    for w in [jax_w, *torch_ws.values(), *([jax1_w] if jax1_w else [])]:
+        w.wait()
     results = {"machine": info, "repeats": repeats, "shapes": {}}
     try:
         for s in shapes:
             targets = [("jax", jax_w, s)]
-            for th, w in torch_ws.items():
-                modes = ("rev", "fwd", "rev-ew") if s == "default" else ("rev",)
-                targets += [(f"torch-{th}t-{m}", w, f"{s}/{m}") for m in modes]
+            for th in sorted(set(thread_counts), reverse=True):
+                targets += [
+                    (f"torch-{th}t-{m}", owner[(th, f"{s}/{m}")], f"{s}/{m}")
+                    for m, _, _ in modes_for(s, th)
+                ]
+            if jax1_w:
+                targets += [("jax-1core", jax1_w, s)]
             targets += [("jax-matmul", jax_w, "matmul")]
             steps = {lab: common.calibrate(w, name, target_s) for lab, w, name in targets}
             common.log(f"[{s}] steps per timing: {steps}")
             times = common.interleaved(targets, steps=steps, repeats=repeats, log=common.log)
-            results["shapes"][s] = _report(s, times, jax_w, torch_ws)
+            results["shapes"][s] = _report(s, times, jax_w, owner)
         results["torch_matmul"] = {
             th: common.summary([w.run("matmul", 3) / 3 for _ in range(repeats)])
-            for th, w in torch_ws.items()
+            for (th, cm), w in torch_ws.items()
+            if cm is None
         }
     finally:
         jax_w.close()
+        if jax1_w:
+            jax1_w.close()
         for w in torch_ws.values():
             w.close()
     path = common.save("ivae_step_quick" if args.quick else "ivae_step", results)
@@ -206,7 +285,7 @@ def main(argv=None):
     common.log(f"saved {path}")
 
 
-def _report(shape, times, jax_w, torch_ws):
+def _report(shape, times, jax_w, owner):
     jinfo = jax_w.info[shape]
     jt = times["jax"]
     mm = common.summary(times["jax-matmul"])
@@ -218,12 +297,18 @@ def _report(shape, times, jax_w, torch_ws):
             continue
         th = int(label.split("-")[1][:-1])
         mode = label.split("-", 2)[2]
-        tinfo = torch_ws[th].info[f"{shape}/{mode}"]
+        tinfo = owner[(th, f"{shape}/{mode}")].info[f"{shape}/{mode}"]
         torch_flops = torch_flops or tinfo.get("torch_flops")
         rows[label] = {
             "ms": common.summary([1e3 * v for v in t]),
             "ratio_torch_over_jax": common.paired_ratio(t, jt),
+            "ratio_torch_over_jax_1core": (
+                common.paired_ratio(t, times["jax-1core"]) if "jax-1core" in times else None
+            ),
             "first_step_s": tinfo["first_step_s"],
+            "compiled": "compile_mode" in tinfo,
+            "compile_forward_s": tinfo.get("compile_forward_s"),
+            "loss_rel_diff_vs_eager": tinfo.get("loss_rel_diff_vs_eager"),
         }
     flops = jinfo["jaxpr_flops"]
     step_s = common.summary(jt)["median"]
@@ -233,7 +318,15 @@ def _report(shape, times, jax_w, torch_ws):
         "jax_ms": common.summary([1e3 * v for v in jt]),
         "jax_compile_s": jinfo["compile_s"],
         "torch": rows,
+        "jax_1core_ms": (
+            common.summary([1e3 * v for v in times["jax-1core"]]) if "jax-1core" in times else None
+        ),
+        "jax_1core_over_jax": (
+            common.paired_ratio(times["jax-1core"], jt) if "jax-1core" in times else None
+        ),
         "best_torch": min(rows, key=lambda k: rows[k]["ms"]["median"]),
+        "best_eager_torch": _best(rows, compiled=False),
+        "best_compiled_torch": _best(rows, compiled=True),
         "flops_per_step_jaxpr": flops,
         "flops_per_step_xla": jinfo["xla_flops"],
         "flops_per_step_torch_counter": torch_flops,
@@ -242,6 +335,12 @@ def _report(shape, times, jax_w, torch_ws):
         "step_fraction_of_matmul": flops / step_s / peak,
         "raw_seconds_per_step": times,
     }
+
+
+def _best(rows, *, compiled: bool) -> str | None:
+    """The variant with the smallest median paired ratio to JAX among eager or compiled."""
+    pick = [k for k, r in rows.items() if r["compiled"] == compiled]
+    return min(pick, key=lambda k: rows[k]["ratio_torch_over_jax"]["median"]) if pick else None
 
 
 def _markdown(results) -> str:
@@ -258,10 +357,31 @@ def _markdown(results) -> str:
         )
         for label, row in r["torch"].items():
             m = row["ms"]
+            first = f"first step {row['first_step_s']:.2f} s"
+            if row["compiled"]:
+                first = (
+                    f"compile: forward {row['compile_forward_s']:.0f} s + first step "
+                    f"{row['first_step_s']:.0f} s; loss vs eager "
+                    f"{row['loss_rel_diff_vs_eager']:.1e}"
+                )
             lines.append(
                 f"| | {label} | {m['median']:.1f} [{m['q25']:.1f}-{m['q75']:.1f}] | "
-                f"{common.fmt_ratio(row['ratio_torch_over_jax'])} | first step "
-                f"{row['first_step_s']:.2f} s |"
+                f"{common.fmt_ratio(row['ratio_torch_over_jax'])} | {first} |"
+            )
+    for s, r in results["shapes"].items():
+        for kind in ("eager", "compiled"):
+            best = r[f"best_{kind}_torch"]
+            if best:
+                ratio = common.fmt_ratio(r["torch"][best]["ratio_torch_over_jax"])
+                lines.append(f"\n{s}: fastest {kind} PyTorch ({best}) / JAX = {ratio}")
+                r1 = r["torch"][best]["ratio_torch_over_jax_1core"]
+                if r1:
+                    lines.append(f"{s}: {best} / JAX pinned to 1 core = {common.fmt_ratio(r1)}")
+        if r["jax_1core_ms"]:
+            m = r["jax_1core_ms"]
+            lines.append(
+                f"{s}: JAX pinned to 1 core {m['median']:.1f} [{m['q25']:.1f}-{m['q75']:.1f}]"
+                f" ms = {common.fmt_ratio(r['jax_1core_over_jax'])} the 2-thread JAX step"
             )
     lines += [
         "",

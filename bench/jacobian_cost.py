@@ -3,6 +3,7 @@ dimension D from 5 to 2,048.
 
     .venv/bin/python bench/jacobian_cost.py            # full run (~20 min on 2 busy cores)
     .venv/bin/python bench/jacobian_cost.py --quick    # D = 5, 64, 2048; 2 repetitions
+    .venv/bin/python bench/jacobian_cost.py --factors --dims 5,10,16   # d = D data, exact terms
 
 Every variant is the library's jitted train step (`TASKS["ivae"]` + `jit_train_step`, Adam,
 batch 256, 6 residual blocks of 64-64 tanh, query 20, d = 5; D > d uses the full-dimensional
@@ -23,6 +24,13 @@ flow) with its objective changed only in which Jacobian terms it computes:
 |             | principal directions, F a flow on R^d (the library's D > d default since 2275298) |
 | `exact-lapack` | `exact` by LAPACK (`slogdet`, `eigvalsh`): the exact path before       |
 |             | `jaxmr.losses.lapack_free`; D = 5 only (deadlocks XLA:CPU at D >= 10) |
+| `exact-loop` | `exact` with the LU as a `fori_loop` for every n > 8                  |
+|             | (`lapack_free.UNROLL_MAX = 0`): the library before the batch-last LU  |
+
+With `--factors` every D is the default job on D-factor synthetic data (d = D: the
+embedded generator with `data.latent_dim = data.target_dim = D`) instead of d = 5 and a
+D-dimensional feature file, and step times are also compared to the same variant at the
+smallest D (the d = 10 vs d = 5 ratio of the default step is `exact` at D = 10 over D = 5).
 
 The single-term and sub-batch variants are assembled here from the same functions the
 library's flow calls (`jaxmr.losses.jacobian`; `jaxmr.losses.lapack_free` for the exact terms
@@ -55,8 +63,9 @@ VARIANTS = (
     "est-sub32",
     "exact-lapack",
     "est-proj",
+    "exact-loop",
 )
-EXACT = ("sn-exact", "ld-exact", "exact", "exact-lapack")
+EXACT = ("sn-exact", "ld-exact", "exact", "exact-lapack", "exact-loop")
 WITH_EXACT_LOGDET = ("ld-exact", "exact", "exact-lapack")
 
 
@@ -174,11 +183,26 @@ def term_loss(logdet=None, spectral=None, subbatch=None, lapack=False):
 
 
 class VariantRunner:
-    def __init__(self, target_dim: int, variant: str, data_dir: str, probe_steps: int = 0):
+    def __init__(
+        self,
+        target_dim: int,
+        variant: str,
+        data_dir: str,
+        probe_steps: int = 0,
+        factors: bool = False,
+        overrides: dict | None = None,
+    ):
         kwargs = dict(target_dim=target_dim, data_dir=data_dir, num_examples=4096)
+        if factors:
+            kwargs = dict(factors=target_dim)
         loss_fn = None
-        if variant == "exact":
+        unroll_max = None
+        if variant in ("exact", "exact-loop"):
             cfg = common.ivae_config(**kwargs)
+            if variant == "exact-loop":
+                from jaxmr.losses import lapack_free
+
+                unroll_max, lapack_free.UNROLL_MAX = lapack_free.UNROLL_MAX, 0
         elif variant in ("estimated", "est-lean", "est-proj"):
             cfg = common.ivae_config(logdet="series", spectral="power", **kwargs)
             if variant == "est-lean":
@@ -199,11 +223,16 @@ class VariantRunner:
                 "exact-lapack": {"logdet": "exact", "spectral": "exact", "lapack": True},
             }[variant]
             loss_fn = term_loss(**terms)
+        common.apply_overrides(cfg, overrides)
         self.step = common.JaxStep(cfg, loss_fn=loss_fn)
-        self.info = {
-            "compile_s": self.step.compile(),
-            "flops": self.step.jaxpr_flops()["total"],
-        }
+        try:  # the step is traced here; a module setting only matters until then
+            self.info = {
+                "compile_s": self.step.compile(),
+                "flops": self.step.jaxpr_flops()["total"],
+            }
+        finally:
+            if unroll_max is not None:
+                lapack_free.UNROLL_MAX = unroll_max
         self.info["finite"] = bool(abs(self.step.loss()) < float("inf"))
         if probe_steps:
             self.run(probe_steps)
@@ -225,6 +254,11 @@ def main(argv=None):
         type=int,
         default=256,
         help="largest D for the exact log det (it can hang on 2 threads: see the docstring)",
+    )
+    ap.add_argument(
+        "--factors",
+        action="store_true",
+        help="d = D synthetic data (the default job at D factors) instead of d = 5 features",
     )
     ap.add_argument("--cores", type=int, default=None, help="pin the worker to this many cores")
     ap.add_argument("--probe-timeout", type=float, default=240.0)
@@ -251,11 +285,13 @@ def main(argv=None):
                 continue
             if v == "exact-lapack" and dim > 5:
                 continue
+            if v == "exact-loop" and dim <= 8:
+                continue
             if v in ("est-lean", "est-sub32", "est-proj") and dim not in (64, 2048, max(dims)):
                 continue
             factories[f"{dim}/{v}"] = (
                 VariantRunner,
-                {"target_dim": dim, "variant": v, "data_dir": data_dir},
+                {"target_dim": dim, "variant": v, "data_dir": data_dir, "factors": args.factors},
             )
     hung = _probe_exact(factories, args)
     for name in hung:
@@ -268,12 +304,14 @@ def main(argv=None):
         times = common.interleaved(targets, steps=steps, repeats=repeats)
     finally:
         worker.close()
-    results = _report(dims, times, worker.info)
+    results = _report(dims, times, worker.info, base_dim=min(dims) if args.factors else 64)
+    results["factors"] = args.factors
     results["hung"] = hung
     results["cores"] = args.cores or os.cpu_count()
     results["machine"] = info
     results["repeats"] = repeats
     name = "jacobian_cost" + (f"_{args.cores}core" if args.cores else "")
+    name += "_factors" if args.factors else ""
     if args.dims or args.variants:  # a partial run must not overwrite the full one
         name += "_partial"
     path = common.save(name + ("_quick" if args.quick else ""), results)
@@ -287,7 +325,7 @@ def _probe_exact(factories, args) -> dict[str, str]:
     few steps in a throwaway process; those that do not finish in time are left out."""
     hung = {}
     for name, (factory, kwargs) in factories.items():
-        if kwargs["variant"] not in EXACT or kwargs["target_dim"] <= 5:
+        if kwargs["variant"] not in EXACT or kwargs["target_dim"] <= 5 or args.factors:
             continue
         try:
             probe = common.Worker(
@@ -304,7 +342,7 @@ def _probe_exact(factories, args) -> dict[str, str]:
     return hung
 
 
-def _report(dims, times, info):
+def _report(dims, times, info, base_dim=64):
     rows = {}
     for dim in dims:
         plain = times.get(f"{dim}/plain")
@@ -324,9 +362,9 @@ def _report(dims, times, info):
             }
         rows[dim] = row
     growth = {}
-    if 64 in dims:
-        for v in ("plain", "estimated", "est-lean", "est-sub32", "est-proj"):
-            base = times.get(f"64/{v}")
+    if base_dim in dims:
+        for v in ("plain", "exact", "estimated", "est-lean", "est-sub32", "est-proj"):
+            base = times.get(f"{base_dim}/{v}")
             if base is None:
                 continue
             growth[v] = {
@@ -338,7 +376,13 @@ def _report(dims, times, info):
     if "estimated" in growth and 2048 in growth["estimated"]:
         r = growth["estimated"][2048]["median"]
         target = {"estimated_2048_over_64": r, "target": 4.0, "met": r <= 4.0}
-    return {"rows": rows, "growth_vs_d64": growth, "target_d2048": target, "raw": times}
+    return {
+        "rows": rows,
+        "growth_base_dim": base_dim,
+        "growth": growth,
+        "target_d2048": target,
+        "raw": times,
+    }
 
 
 def _markdown(results) -> str:
@@ -359,12 +403,12 @@ def _markdown(results) -> str:
             else:
                 cells.append(f"{r[v]['ms']['median']:.1f} ({r[v]['over_plain']['median']:.1f}x)")
         lines.append(f"| {dim} | " + " | ".join(cells) + " |")
-    growth = results["growth_vs_d64"]
+    growth, base_dim = results["growth"], results["growth_base_dim"]
     if growth:
         dims = sorted({d for g in growth.values() for d in g})
         lines += [
             "",
-            "step time relative to the same variant at D = 64 (paired median [IQR])",
+            f"step time relative to the same variant at D = {base_dim} (paired median [IQR])",
             "",
             "| variant | " + " | ".join(f"D={d}" for d in dims) + " |",
             "|---" * (len(dims) + 1) + "|",
