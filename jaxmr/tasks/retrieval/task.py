@@ -63,7 +63,13 @@ def build_retrieval(config, *, data=None) -> Task:
     if disent:
         m = config.model
         est = disncl.PureModule(
-            lambda rngs: disncl.Estimators(int(m.mii_dim), int(m.mei_dim), loss_cfg.reg, rngs=rngs)
+            lambda rngs: disncl.Estimators(
+                int(m.mii_dim),
+                int(m.mei_dim),
+                loss_cfg.reg,
+                logvar_bound=float(loss_cfg.club_logvar_bound),
+                rngs=rngs,
+            )
         )
         est_groups = tuple(f"est_{n}" for n in names)
         for g in est_groups:
