@@ -81,8 +81,8 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             target_temperature=0.05,  # tau_t of the neighbour softmax
             cond_weight=0.1,  # weight of w ||s_v - s_t||^2 inside L_S
             gamma=0.5,
-            lambda_dis=1.0,
-            lambda_reg=0.1,
+            lambda_dis=0.1,
+            lambda_reg=0.01,
             reg="club",  # club | adversarial
             est_repeats=1,  # estimator updates per encoder update
             est_learning_rate=1e-3,
