@@ -79,7 +79,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             latent_dim=5,
             target_mode="full",  # D > d: full (candidate (i)) | injective (candidate (ii))
             # D > d: project targets on their top-d principal directions (g = F o P, P
-            # fixed): auto (implicit only) | pca (every variant, a control) | none
+            # fixed): auto (implicit only, and only with a spectral gap at d; else the full
+            # flow with a PCA-initialised dense first layer) | pca (every variant) | none
             target_projection="auto",
             flow=dict(
                 num_blocks=6,

@@ -27,7 +27,9 @@ For target dimension D > d, `config.model.target_mode` picks the candidate of ME
   log |det J_F| of a square flow on R^d, and the normal directions of the data manifold,
   along which noise-free data have no spread, cannot inflate it. (For the other variants
   the same projection is a control: they then see the same d projected targets.) `auto`
-  (the default) projects for `implicit` only; `none` never.
+  (the default) projects for `implicit` only, and only where the targets' spectrum has a gap
+  at d (lambda_d / lambda_{d+1} >= 1.5); without one it trains the full flow with a dense
+  first layer initialised at the PCA rotation (`auto_projection`); `none` never projects.
 In all, z = g(y) = F(y)_{:d}. `config.model.flow.linear` adds a learnable dense layer first
 (exact log det), initialised at the identity or (`linear_init="pca"`) at the PCA rotation of
 the targets, which puts the top-d principal directions on the prior's coordinates.
