@@ -48,11 +48,29 @@ MAIN_BUDGET = {"optim.learning_rate": 1e-3, "schedule.decay": "constant", "total
 # 8,000 steps, given to the implicit model and to the explicit baselines alike.
 LONG_BUDGET = {"optim.learning_rate": 3e-3, "schedule.decay": "cosine", "total_steps": 8000}
 
+# The explicit variants' objective before issue 14: one-sample ELBO with analytic KL and
+# decoder variance 0.01. `vae` and `ivae` now follow the config default, the published beta-TC
+# objective (a, b, c, d = 100, 1, 0, 10, decoder variance 0.1, and for `ivae` the published
+# zero prior mean); the `*_elbo` models and the
+# analytic-only ones (beta_vae, ivae_pca, *_long) keep the earlier objective, so that their
+# rows stay reproducible.
+ANALYTIC = {"loss.elbo": "analytic", "model.obs_logvar": -4.6, "model.prior.mean": "learned"}
+# The published iVAE networks (github.com/ilkhem/iVAE, `cleanIVAE`): zero prior mean, separate
+# encoder mean and log-variance networks, two hidden layers of 100 xtanh units everywhere.
+PUBLISHED_NETS = {
+    "model.prior.mean": "zero",
+    "model.encoder.split_heads": True,
+    **{f"model.{net}.hidden": (100, 100) for net in ("prior", "encoder", "decoder")},
+    **{f"model.{net}.activation": "xtanh" for net in ("prior", "encoder", "decoder")},
+}
 MODELS: dict[str, tuple[str, dict]] = {
     "vae": ("variant=vae", MAIN_BUDGET),
-    "beta_vae": ("variant=vae", MAIN_BUDGET | {"loss.beta": 4.0}),
+    "vae_elbo": ("variant=vae", MAIN_BUDGET | ANALYTIC),
+    "beta_vae": ("variant=vae", MAIN_BUDGET | ANALYTIC | {"loss.beta": 4.0}),
     "ivae": ("variant=ivae", MAIN_BUDGET),
-    "ivae_pca": ("variant=ivae", MAIN_BUDGET | {"model.target_projection": "pca"}),
+    "ivae_elbo": ("variant=ivae", MAIN_BUDGET | ANALYTIC),
+    "ivae_pub": ("variant=ivae", MAIN_BUDGET | PUBLISHED_NETS),
+    "ivae_pca": ("variant=ivae", MAIN_BUDGET | ANALYTIC | {"model.target_projection": "pca"}),
     "iivae": ("variant=implicit", MAIN_BUDGET),
     "iivae_est": (
         "variant=implicit",
@@ -79,8 +97,8 @@ MODELS: dict[str, tuple[str, dict]] = {
     ),
     "isometry": ("variant=isometry", MAIN_BUDGET),
     "iivae_uncond": ("variant=implicit", MAIN_BUDGET | {"model.prior.conditional": False}),
-    "vae_long": ("variant=vae", LONG_BUDGET),
-    "ivae_long": ("variant=ivae", LONG_BUDGET),
+    "vae_long": ("variant=vae", LONG_BUDGET | ANALYTIC),
+    "ivae_long": ("variant=ivae", LONG_BUDGET | ANALYTIC),
     "iivae_long": ("variant=implicit", LONG_BUDGET),
 }
 DIM_MODELS = ("ivae_pca", "iivae_full", "iivae_injective")
@@ -163,6 +181,8 @@ def run_one(job: dict) -> dict:
     from jaxmr.train import loop
 
     arg, overrides = MODELS[job["model"]]
+    if job.get("budget", "main") == "config":  # the config's own optimiser and steps
+        overrides = {k: v for k, v in overrides.items() if k not in MAIN_BUDGET}
     if job["benchmark"] == "shapes":
         arg += ",benchmark=shapes"
     config = ivae_synthetic.get_config(arg)
@@ -171,6 +191,8 @@ def run_one(job: dict) -> dict:
     config.schedule.checkpoint_every_steps = 0
     config.schedule.keep_checkpoints = 1
     config.update_from_flattened_dict({**job["setting_overrides"], **overrides, **job["extra"]})
+    if job.get("data_seed") is not None:
+        config.data.seed = job["data_seed"]
     os.makedirs(job["workdir"], exist_ok=True)
     t0 = time.perf_counter()
     task = build_task(config)
@@ -190,6 +212,8 @@ def run_one(job: dict) -> dict:
         "D": job["target_dim"],
         "model": job["model"],
         "seed": job["seed"],
+        "data_seed": int(config.data.seed),
+        "budget": job.get("budget", "main"),
         "steps": int(config.total_steps),
         "seconds": round(seconds, 1),
     }
@@ -354,6 +378,8 @@ def write_outputs(rows: list[dict], workdir: str) -> None:
         "D",
         "model",
         "seed",
+        "data_seed",
+        "budget",
         "steps",
         "seconds",
         "mcc_strong",
@@ -372,6 +398,9 @@ def write_outputs(rows: list[dict], workdir: str) -> None:
     with open(os.path.join(workdir, "summary.md"), "w") as f:
         f.write("Strong MCC\n\n" + summary_table(rows) + "\nWeak MCC\n\n")
         f.write(summary_table(rows, "mcc_weak"))
+    if len({r.get("data_seed", 1) for r in rows}) > 1:
+        with open(os.path.join(workdir, "draws.md"), "w") as f:
+            f.write(draws_table(rows) + "\n" + draws_table(rows, "mcc_weak"))
     plot_mcc_vs_depth(rows, os.path.join(workdir, "mcc_vs_depth.png"))
     plot_mcc_vs_target_dim(rows, os.path.join(workdir, "mcc_vs_target_dim.png"))
 
@@ -399,6 +428,7 @@ def build_jobs(args) -> list[dict]:
         extra["total_steps"] = args.steps
     elif args.quick:
         extra["total_steps"] = 2000
+    data_seeds = [int(k) for k in args.data_seeds.split(",")] if args.data_seeds else [None]
     jobs = []
     for bench, setting in settings:
         for model in models:
@@ -406,28 +436,32 @@ def build_jobs(args) -> list[dict]:
                 continue
             if args.quick and model not in QUICK_MODELS:
                 continue
-            for seed in seeds:
-                jobs.append(
-                    {
-                        "benchmark": bench,
-                        "setting": setting.name,
-                        "setting_overrides": setting.overrides,
-                        "depth": setting.depth,
-                        "d": setting.d,
-                        "target_dim": setting.target_dim,
-                        "model": model,
-                        "seed": seed,
-                        "extra": extra | _per_setting_extra(model, setting),
-                        "workdir": os.path.join(
-                            os.path.abspath(args.workdir),
-                            "runs",
-                            setting.name if bench != "published" else f"published_{setting.name}",
-                            f"{model}_s{seed}",
-                        ),
-                        "jobs": args.jobs,
-                    }
-                )
+            for data_seed in data_seeds:
+                for seed in seeds:
+                    jobs.append(_job(args, bench, setting, model, seed, data_seed, extra))
     return jobs
+
+
+def _job(args, bench, setting, model, seed, data_seed, extra) -> dict:
+    setting_dir = setting.name if bench != "published" else f"published_{setting.name}"
+    if data_seed is not None:  # the data-draw axis: its own directory per draw
+        setting_dir += f"_ds{data_seed}"
+    run_dir = f"{model}_s{seed}" if args.budget == "main" else f"{model}_{args.budget}_s{seed}"
+    return {
+        "benchmark": bench,
+        "setting": setting.name,
+        "setting_overrides": setting.overrides,
+        "depth": setting.depth,
+        "d": setting.d,
+        "target_dim": setting.target_dim,
+        "model": model,
+        "seed": seed,
+        "data_seed": data_seed,
+        "budget": args.budget,
+        "extra": extra | _per_setting_extra(model, setting),
+        "workdir": os.path.join(os.path.abspath(args.workdir), "runs", setting_dir, run_dir),
+        "jobs": args.jobs,
+    }
 
 
 def _per_setting_extra(model: str, setting: Setting) -> dict:
@@ -453,6 +487,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--settings", default="", help="comma list of setting names, e.g. L3_d5_D5")
     p.add_argument("--seeds", default="", help="comma list (default 0-4; quick: 0,1)")
     p.add_argument("--steps", type=int, default=0, help="override total_steps of every run")
+    p.add_argument(
+        "--data_seeds",
+        default="",
+        help="comma list of data draws (config data.seed; default: the config's draw, 1)",
+    )
+    p.add_argument(
+        "--budget",
+        choices=("main", "config"),
+        default="main",
+        help="main: Adam 1e-3 constant, 4,000 steps (pinned); config: the config's defaults",
+    )
+    p.add_argument(
+        "--export_npz",
+        action="store_true",
+        help="write every (setting, draw) as WORKDIR/data/*.npz (x, y, s) and exit; the "
+        "PyTorch reference check reads them with --npz",
+    )
     p.add_argument("--jobs", type=int, default=2, help="parallel worker processes")
     p.add_argument(
         "--report_only", action="store_true", help="rewrite the outputs from finished runs"
@@ -469,6 +520,10 @@ def main(argv=None):
         return
     os.makedirs(args.workdir, exist_ok=True)
     jobs = build_jobs(args)
+    if args.export_npz:
+        for path in export_npz(jobs, args.workdir):
+            print(path)
+        return
     print(f"{len(jobs)} runs -> {args.workdir}", flush=True)
     t0 = time.perf_counter()
     rows = []
@@ -485,13 +540,78 @@ def main(argv=None):
     rows = _all_results(args.workdir)
     write_outputs(rows, args.workdir)
     print(markdown_tables(rows))
+    if len({r.get("data_seed", 1) for r in rows}) > 1:
+        print(draws_table(rows))
     print(f"study wall time {time.perf_counter() - t0:.0f}s", flush=True)
+
+
+def export_npz(jobs: list[dict], workdir: str) -> list[str]:
+    """Writes the arrays of every distinct (benchmark, setting, data draw) of `jobs` to
+    WORKDIR/data/<benchmark>_<setting>_ds<k>.npz (keys x, y, s): the same arrays the JAX runs
+    train on, for `scripts/reference_ivae_check.py --npz`."""
+    from configs import ivae_synthetic
+    from jaxmr.tasks.ivae import load_data
+
+    out, seen = [], set()
+    os.makedirs(os.path.join(workdir, "data"), exist_ok=True)
+    for job in jobs:
+        config = ivae_synthetic.get_config(
+            "benchmark=shapes" if job["benchmark"] == "shapes" else None
+        )
+        config.update_from_flattened_dict(job["setting_overrides"])
+        if job.get("data_seed") is not None:
+            config.data.seed = job["data_seed"]
+        key = (job["benchmark"], job["setting"], int(config.data.seed))
+        if key in seen:
+            continue
+        seen.add(key)
+        path = os.path.join(workdir, "data", "{}_{}_ds{}.npz".format(*key))
+        arrays = load_data(config.data)
+        np.savez(path, **{k: arrays[k] for k in ("x", "y", "s")})
+        out.append(path)
+    return out
+
+
+def draws_table(rows: list[dict], metric: str = "mcc_strong") -> str:
+    """Per (benchmark, setting): a row per model with the mean of `metric` over model seeds on
+    each data draw, then the median and the worst of those per-draw means."""
+    out = []
+    keys = sorted({(r["benchmark"], r["setting"]) for r in rows}, key=_setting_order)
+    for key in keys:
+        sub = [r for r in rows if (r["benchmark"], r["setting"]) == key and metric in r]
+        draws = sorted({r.get("data_seed", 1) for r in sub})
+        out += [f"### {key[0]} {key[1]}: {metric}, mean over model seeds per data draw", ""]
+        out.append(
+            "| model | "
+            + " | ".join(f"draw {k}" for k in draws)
+            + " | median | worst (draw) | runs |"
+        )
+        out.append("|---|" + "---|" * (len(draws) + 3))
+        for model in [m for m in MODELS if any(r["model"] == m for r in sub)]:
+            means = {}
+            for k in draws:
+                vals = [
+                    r[metric] for r in sub if r["model"] == model and r.get("data_seed", 1) == k
+                ]
+                if vals:
+                    means[k] = float(np.mean(vals))
+            cells = [f"{means[k]:.3f}" if k in means else "—" for k in draws]
+            worst = min(means, key=means.get)
+            n = sum(r["model"] == model for r in sub)
+            out.append(
+                f"| {model} | "
+                + " | ".join(cells)
+                + f" | {np.median(list(means.values())):.3f} | {means[worst]:.3f} ({worst}) | {n} |"
+            )
+        out.append("")
+    return "\n".join(out)
 
 
 def _progress(row, done, total, t0):
     mcc = row.get("mcc_strong", float("nan"))
     print(
-        f"[{done}/{total}] {row['setting']} {row['model']} s{row['seed']}: "
+        f"[{done}/{total}] {row['setting']} ds{row.get('data_seed', 1)} {row['model']} "
+        f"s{row['seed']}: "
         f"MCC {mcc:.3f}  {row['seconds']:.0f}s  (elapsed {time.perf_counter() - t0:.0f}s)",
         flush=True,
     )

@@ -51,11 +51,19 @@ from jaxmr.losses.mi_bounds import (
     nwj_lower_bound,
     separable_scores,
 )
-from jaxmr.losses.vae import elbo, gaussian_kl, gaussian_log_prob, reparameterize
+from jaxmr.losses.vae import (
+    beta_tc_elbo,
+    elbo,
+    gaussian_kl,
+    gaussian_log_prob,
+    minibatch_weighted_log_q,
+    reparameterize,
+)
 
 __all__ = [
     "ncr_label_prediction",
     "batched_jacobian",
+    "beta_tc_elbo",
     "bilinear_scores",
     "change_of_variables_log_likelihood",
     "club_estimator_loss",
@@ -83,6 +91,7 @@ __all__ = [
     "log_abs_det_identity_plus",
     "logdet_power_series",
     "marginal_partner_indices",
+    "minibatch_weighted_log_q",
     "ncr_soft_margin",
     "nwj_lower_bound",
     "orthogonality_penalty",

@@ -258,3 +258,115 @@ def test_projection_warning_flags_a_flat_spectrum():
     data = make_synthetic(SyntheticSpec(num_segments=10, points_per_segment=500, target_dim=20))
     _, _, var = pca_rotation(data["y"], with_variances=True)
     assert projection_warning(var, 5) is None
+
+
+def test_explicit_beta_tc_is_the_default_and_matches_the_loss_function():
+    config = _config(**{"model.variant": "ivae"})
+    assert config.loss.elbo == "beta_tc" and tuple(config.loss.tc.values()) == (100, 1, 0, 10)
+    task = build_ivae(config)
+    params = task.init_fn(jax.random.key(0))
+    batch = {k: jnp.asarray(v[:32]) for k, v in task.train_arrays.items()}
+    loss, aux = task.phases[0].loss_fn(params, batch, jax.random.key(1))
+    # the same sample through the pure function, with N = the dataset size
+    model = task.info["bind"](params)
+    enc_in = jnp.concatenate([batch["y"], batch["x"]], -1)
+    mean_q, logvar_q = model.encoder(enc_in)
+    z = vae_lib.reparameterize(jax.random.key(1), mean_q, logvar_q)
+    mean_p, logvar_p = model.prior(batch["x"])
+    value, _ = vae_lib.beta_tc_elbo(
+        batch["y"],
+        model.decoder(z),
+        z,
+        obs_logvar=config.model.obs_logvar,
+        mean_q=mean_q,
+        logvar_q=logvar_q,
+        mean_p=mean_p,
+        logvar_p=logvar_p,
+        dataset_size=len(task.train_arrays["y"]),
+    )
+    np.testing.assert_allclose(loss, -np.mean(value), rtol=1e-5)
+    assert {"mutual_info", "total_correlation", "dimwise_kl", "mc_elbo"} <= set(aux)
+    analytic = build_ivae(_config(**{"model.variant": "ivae", "loss.elbo": "analytic"}))
+    _, aux = analytic.phases[0].loss_fn(params, batch, jax.random.key(1))
+    assert "kl" in aux and "total_correlation" not in aux
+    with pytest.raises(ValueError, match="loss.tc"):
+        build_ivae(_config(**{"model.variant": "vae", "loss.beta": 4.0}))
+    with pytest.raises(ValueError, match="loss.elbo"):
+        build_ivae(_config(**{"model.variant": "vae", "loss.elbo": "mc"}))
+
+
+def test_study_data_draw_axis_and_draws_table(tmp_path):
+    study = _study_module()
+    args = study.parse_args(
+        [
+            f"--workdir={tmp_path}",
+            "--models=ivae,ivae_elbo",
+            "--settings=L3_d5_D5",
+            "--seeds=0,1",
+            "--data_seeds=1,2,3",
+            "--budget=config",
+        ]
+    )
+    jobs = study.build_jobs(args)
+    assert len(jobs) == 2 * 3 * 2 and {j["data_seed"] for j in jobs} == {1, 2, 3}
+    assert len({j["workdir"] for j in jobs}) == len(jobs)  # a directory per draw and model
+    assert all(f"L3_d5_D5_ds{j['data_seed']}" in j["workdir"] for j in jobs)
+    # the exported arrays are the draws the runs train on
+    paths = study.export_npz(
+        [j for j in jobs if j["model"] == "ivae" and j["seed"] == 0][:2], str(tmp_path)
+    )
+    a, b = (np.load(p) for p in paths)
+    assert a["y"].shape == (40000, 5) and not np.allclose(a["y"], b["y"])
+    spec = SyntheticSpec(mixing_layers=3, seed=2)
+    np.testing.assert_allclose(b["y"], make_synthetic(spec)["y"], rtol=1e-6)
+    row = dict(benchmark="synthetic", setting="L3_d5_D5", depth=3, d=5, D=5, seconds=1.0)
+    rows = [
+        dict(row, model=m, data_seed=k, seed=s, mcc_strong=v + 0.1 * s)
+        for m, base in (("ivae", 0.5), ("iivae", 0.9))
+        for k, v in ((1, base), (2, base - 0.2), (3, base + 0.05))
+        for s in (0, 1)
+    ]
+    table = study.draws_table(rows)
+    # iivae per-draw means 0.95, 0.75, 1.00: median 0.950, worst 0.750 on draw 2
+    assert "| iivae | 0.950 | 0.750 | 1.000 | 0.950 | 0.750 (2) | 6 |" in table
+
+
+def test_auto_projection_without_a_spectral_gap_trains_the_full_flow():
+    from jaxmr.tasks.ivae import auto_projection
+
+    config = ivae_synthetic.get_config("smoke,benchmark=shapes")
+    config.data.shapes.num_examples = 400
+    config.data.shapes.target_dim = 6
+    config.data.shapes.query_dim = 8
+    config.model.flow.num_blocks = 2
+    config.model.flow.hidden = (16,)
+    task = build_ivae(config)  # whitened features: every direction has variance 1
+    mode, note = auto_projection(config, task.train_arrays["y"])
+    assert mode == "full_linear" and "no spectral gap" in note
+    params = task.init_fn(jax.random.key(0))["model"]
+    assert params["flow"]["block_0"]["dense_0"]["kernel"].shape[0] == 6  # all of R^D
+    np.testing.assert_allclose(
+        params["flow"]["linear_weight"], pca_rotation(task.train_arrays["y"])[1], atol=1e-6
+    )
+    assert params["extra_logvar"].shape == (2,)  # the D - d extra outputs' Gaussian
+    assert config.model.target_mode == "full" and not config.model.flow.linear  # not mutated
+    # with a gap (the synthetic benchmark at D = 8) auto keeps the fixed projection
+    gap_cfg = _config(**{"model.target_projection": "auto"})
+    y = build_ivae(gap_cfg).train_arrays["y"]
+    assert auto_projection(gap_cfg, y) == ("pca", None)
+    assert auto_projection(_config(**{"model.variant": "ivae"}), y) == ("none", None)
+
+
+def test_inverse_round_trip_on_trained_parameters(tmp_path):
+    config = ivae_synthetic.get_config("smoke")
+    config.model.flow.num_blocks = 3
+    config.model.flow.hidden = (16,)
+    config.total_steps = 30
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
+    task, _, state, _ = loop.restore_state(config, str(tmp_path / "run"))
+    model = task.info["bind"](state.params)
+    y = jnp.asarray(task.train_arrays["y"][:64])
+    z = model.flow(y)
+    assert float(jnp.max(jnp.abs(model.flow.inverse(z) - y))) < 1e-4
+    # too few fixed-point iterations leave a visible error: the test can fail
+    assert float(jnp.max(jnp.abs(model.flow.inverse(z, num_iters=1) - y))) > 1e-4

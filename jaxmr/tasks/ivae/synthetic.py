@@ -10,8 +10,12 @@ Variants (`config.model.variant`):
 - `isometry`: documented ablation: MLP embedding g, -log p(g(y)|x) + gamma ||J J^T - I||_F^2
   (treats g as an isometry so the volume term vanishes; docs/methods.md §1 says why it
   stays an ablation).
-`config.loss.beta` weights the KL (beta-VAE / beta-iVAE); for `implicit` it weights the prior
-term (beta = 1 is the exact likelihood).
+`ivae` and `vae` train by `config.loss.elbo`: `beta_tc` (default) is the published iVAE
+objective, the beta-TC decomposition of the one-sample ELBO weighted by `config.loss.tc`
+(a, b, c, d) with minibatch-weighted log q(z) over the N training examples; `analytic` is the
+plain ELBO (one sample, analytic KL) whose KL `config.loss.beta` weights (beta-VAE /
+beta-iVAE). For `implicit`, `config.loss.beta` weights the prior term (beta = 1 is the exact
+likelihood).
 
 For target dimension D > d, `config.model.target_mode` picks the candidate of docs/methods.md §1:
 - `full` (i): the full-dimensional flow F on R^D; the first d outputs get p(z|x), the other
@@ -24,7 +28,9 @@ For target dimension D > d, `config.model.target_mode` picks the candidate of do
   log |det J_F| of a square flow on R^d, and the normal directions of the data manifold,
   along which noise-free data have no spread, cannot inflate it. (For the other variants
   the same projection is a control: they then see the same d projected targets.) `auto`
-  (the default) projects for `implicit` only; `none` never.
+  (the default) projects for `implicit` only, and only where the targets' spectrum has a gap
+  at d (lambda_d / lambda_{d+1} >= 1.5); without one it trains the full flow with a dense
+  first layer initialised at the PCA rotation (`auto_projection`); `none` never projects.
 In all, z = g(y) = F(y)_{:d}. `config.model.flow.linear` adds a learnable dense layer first
 (exact log det), initialised at the identity or (`linear_init="pca"`) at the PCA rotation of
 the targets, which puts the top-d principal directions on the prior's coordinates.
@@ -58,6 +64,7 @@ from jaxmr.train.task import Phase, Task
 VARIANTS = ("implicit", "ivae", "vae", "isometry")
 TARGET_MODES = ("full", "injective")
 BENCHMARKS = ("synthetic", "shapes")
+ELBOS = ("beta_tc", "analytic")
 
 
 def load_data(data_cfg) -> dict[str, np.ndarray]:
@@ -176,6 +183,14 @@ def _check(cfg, arrays):
         raise ValueError(
             f"config.model.flow.linear_init must be 'identity' or 'pca', got {m.flow.linear_init!r}"
         )
+    elbo_kind = cfg.loss.get("elbo", "analytic")
+    if elbo_kind not in ELBOS:
+        raise ValueError(f"config.loss.elbo must be one of {ELBOS}, got {elbo_kind!r}")
+    if m.variant in ("ivae", "vae") and elbo_kind == "beta_tc" and cfg.loss.beta != 1.0:
+        raise ValueError(
+            f"config.loss.beta={cfg.loss.beta} only weights the analytic ELBO; with "
+            "config.loss.elbo='beta_tc' set the weights config.loss.tc.{a,b,c,d} instead"
+        )
     if cfg.loss.logdet not in ("exact", "series"):
         raise ValueError(f"config.loss.logdet must be 'exact' or 'series', got {cfg.loss.logdet!r}")
     if cfg.loss.spectral not in ("exact", "power"):
@@ -197,6 +212,9 @@ def build_ivae(cfg) -> Task:
     variant = cfg.model.variant
     loss_cfg = cfg.loss
     beta, gamma = float(loss_cfg.beta), float(loss_cfg.gamma)
+    tc = None
+    if loss_cfg.get("elbo", "analytic") == "beta_tc":
+        tc = {k: float(loss_cfg.tc[k]) for k in "abcd"} | {"dataset_size": len(arrays["y"])}
 
     # Fixed projection of the targets onto their top-d principal directions (orthonormal
     # rows P). For `implicit` this is the injective form g = F o P: 1/2 log det(J_g J_g^T) =
@@ -205,7 +223,16 @@ def build_ivae(cfg) -> Task:
     projection = None
     mode = cfg.model.get("target_projection", "none")
     if mode == "auto":
-        mode = "pca" if variant == "implicit" else "none"
+        mode, note = auto_projection(cfg, arrays["y"])
+        if note:
+            print(f"model.target_projection='auto': {note}", file=sys.stderr, flush=True)
+        if mode == "full_linear":  # no spectral gap: the flow on all of R^D (candidate (i))
+            cfg = cfg.copy_and_resolve_references()
+            with cfg.unlocked():
+                cfg.model.target_mode = "full"
+                cfg.model.flow.linear = True
+                cfg.model.flow.linear_init = "pca"
+            mode = "none"
     if y_dim > d and mode == "pca":
         mean, rotation, variances = pca_rotation(arrays["y"], with_variances=True)
         projection = (jnp.asarray(mean), jnp.asarray(rotation[:, :d]))
@@ -247,7 +274,7 @@ def build_ivae(cfg) -> Task:
             return _implicit_loss(model, x, y, key, d, loss_cfg, beta, gamma)
         if variant == "isometry":
             return _isometry_loss(model, x, y, key, loss_cfg, gamma)
-        return _explicit_loss(model, x, y, key, variant, cfg.model.obs_logvar, beta)
+        return _explicit_loss(model, x, y, key, variant, cfg.model.obs_logvar, beta, tc)
 
     def predict_fn(params, batch):
         model = bind(params)
@@ -304,6 +331,30 @@ def pca_rotation(y: np.ndarray, *, max_rows: int = 20000, with_variances: bool =
     if with_variances:
         return out + ((sv**2 / max(len(rows) - 1, 1)).astype(np.float32),)
     return out
+
+
+def auto_projection(cfg, y: np.ndarray, *, min_gap: float = 1.5) -> tuple[str, str | None]:
+    """What `target_projection="auto"` does: (`pca` | `none` | `full_linear`, a note or None).
+
+    Explicit variants: `none`. `implicit` with D > d: the fixed top-d projection (`pca`) only
+    where the spectrum has a gap at d (lambda_d / lambda_{d+1} >= `min_gap`); without one, as
+    for whitened features, the top-d directions are an arbitrary choice that can discard the
+    factors, and `full_linear` trains the flow on all D dimensions (`target_mode="full"`) with a
+    learnable dense first layer initialised at the PCA rotation, which can turn towards the
+    factors (docs/ivae.md, "Choosing the D > d form")."""
+    d = cfg.model.latent_dim
+    if cfg.model.variant != "implicit" or y.shape[1] <= d:
+        return "none", None
+    _, _, variances = pca_rotation(y, with_variances=True)
+    warning = projection_warning(variances, d, min_gap=min_gap)
+    if warning is None:
+        return "pca", None
+    gap = float(variances[d - 1] / max(float(variances[d]), 1e-30))
+    return "full_linear", (
+        f"no spectral gap at d = {d} (lambda_{d}/lambda_{d + 1} = {gap:.2f} < {min_gap}): "
+        f"the flow on all {y.shape[1]} dimensions with a PCA-initialised dense first layer "
+        "instead of the fixed top-d projection"
+    )
 
 
 def projection_warning(variances: np.ndarray, d: int, *, min_gap: float = 1.5) -> str | None:
@@ -385,7 +436,7 @@ def _isometry_loss(model, x, y, key, loss_cfg, gamma):
     return loss, {"log_prior": jnp.mean(log_prior), "isometry_penalty": jnp.mean(pen)}
 
 
-def _explicit_loss(model, x, y, key, variant, obs_logvar, beta):
+def _explicit_loss(model, x, y, key, variant, obs_logvar, beta, tc=None):
     enc_in = jnp.concatenate([y, x], -1) if variant == "ivae" else y
     mean_q, logvar_q = model.encoder(enc_in)
     if variant == "ivae":
@@ -393,6 +444,20 @@ def _explicit_loss(model, x, y, key, variant, obs_logvar, beta):
     else:
         mean_p = logvar_p = jnp.zeros_like(mean_q)
     z = vae_lib.reparameterize(key, mean_q, logvar_q)
+    if tc is not None:  # the published beta-TC objective (weights and N in `tc`)
+        value, parts = vae_lib.beta_tc_elbo(
+            y,
+            model.decoder(z),
+            z,
+            obs_logvar=obs_logvar,
+            mean_q=mean_q,
+            logvar_q=logvar_q,
+            mean_p=mean_p,
+            logvar_p=logvar_p,
+            **tc,
+        )
+        aux = {"objective": jnp.mean(value)} | {k: jnp.mean(v) for k, v in parts.items()}
+        return -jnp.mean(value), aux
     value, parts = vae_lib.elbo(
         y,
         model.decoder(z),
