@@ -206,6 +206,8 @@ class BestCheckpointer:
     def __init__(self, directory: str, metric: str, mode: str = "max", *, read_only: bool = False):
         self.directory = os.path.abspath(directory)
         self.metric = metric
+        if read_only:
+            logging.getLogger("absl").addFilter(_QUIET_READ_ONLY)  # idempotent
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(

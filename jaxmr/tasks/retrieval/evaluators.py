@@ -9,8 +9,10 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from jaxmr.losses.contrastive import soft_correspondence_targets
 from jaxmr.metrics.dci import dci_scores
 from jaxmr.metrics.factor_probe import heldout_r2
 from jaxmr.metrics.mcc import mean_corr_coef
@@ -21,6 +23,12 @@ from jaxmr.tasks.retrieval.nets import mean_similarity
 from jaxmr.tasks.retrieval.split import split_from_losses, training_pair_losses
 from jaxmr.train.evaluators import predict_arrays
 from jaxmr.train.task import Evaluator
+from jaxmr.viz.retrieval import (
+    plot_clean_probability,
+    plot_code_embeddings,
+    plot_metric_over_training,
+    plot_soft_targets,
+)
 
 
 class RetrievalEvaluator(Evaluator):
@@ -126,6 +134,15 @@ class SplitEvaluator(Evaluator):
         metrics = {f"{self.name}/{k}": v for k, v in self.run(params).items()}
         path = os.path.join(out_dir, "clean_probability.npz")
         np.savez(path, is_noisy=self.data.pairing.is_noisy, **self.last_probs)
+        figures = []
+        if self.data.pairing.is_noisy.any():
+            figures.append(
+                plot_clean_probability(
+                    self.last_probs,
+                    self.data.pairing.is_noisy,
+                    os.path.join(out_dir, "clean_probability.png"),
+                )
+            )
         with open(os.path.join(out_dir, "noise.json"), "w") as f:
             json.dump(
                 {
@@ -135,7 +152,7 @@ class SplitEvaluator(Evaluator):
                 },
                 f,
             )
-        return metrics, []
+        return metrics, figures
 
 
 def heldout_gaussian_mi(a: np.ndarray, b: np.ndarray, *, seed: int = 0) -> float:
@@ -152,9 +169,12 @@ class DisentangleEvaluator(Evaluator):
     modality (not the training estimator), and the leakage of exclusive and shared factors into
     the MEI codes (held-out R²)."""
 
-    def __init__(self, name, nets, split, factors, *, every_steps: int = 0, seed: int = 0):
+    def __init__(
+        self, name, nets, split, factors, loss_cfg, *, every_steps: int = 0, seed: int = 0
+    ):
         self.name, self.every_steps = name, every_steps
         self.nets, self.split, self.factors, self.seed = nets, split, factors, seed
+        self.loss_cfg = loss_cfg
         net = nets.names[0]
 
         def codes(params, batch):
@@ -197,3 +217,61 @@ class DisentangleEvaluator(Evaluator):
             )
         )
         return out
+
+    def evaluate(self, params, out_dir: str) -> tuple[dict[str, Any], list[str]]:
+        """Metrics plus figures: PCA views of the image MII and MEI codes coloured by a shared
+        factor (colour) and an exclusive one (background red); the soft targets of a batch of
+        64 test pairs beside their true positives; the held-out MI over training."""
+        metrics = {f"{self.name}/{k}": v for k, v in self.run(params).items()}
+        img, txt = self.codes(params)
+        f = self.factors
+        names = [str(n) for n in f["shared_names"]]
+        ex_names = [str(n) for n in f["image_exclusive_names"]]
+        ci = names.index("colour") if "colour" in names else 0
+        colour = np.asarray(f["shared"])[:, ci]
+        background = np.asarray(f["image_exclusive"])[:, 0]
+        figures = [
+            plot_code_embeddings(
+                {"image MII": img["s"], "image MEI": img["x"]},
+                {
+                    f"shared: {names[ci]}": colour,
+                    f"exclusive: {ex_names[0]}": background,
+                },  # fmt: skip
+                os.path.join(out_dir, "codes_pca.png"),
+            )
+        ]
+        n = min(64, len(img["s"]))
+        cpi = self.split.captions_per_image
+        sv, st = img["s"][:n], txt["s"][: n * cpi : cpi]  # each image with its first caption
+        y = np.asarray(
+            soft_correspondence_targets(
+                jnp.asarray(sv @ sv.T),
+                jnp.asarray(st @ st.T),
+                jnp.ones(n),
+                neighbour_weight=float(self.loss_cfg.neighbour_weight),
+                temperature=float(self.loss_cfg.target_temperature),
+            )
+        )
+        shared = np.asarray(f["shared"])[:n]
+        positives = np.all(shared[:, None, :] == shared[None, :, :], axis=-1).astype(float)
+        figures.append(plot_soft_targets(y, positives, os.path.join(out_dir, "soft_targets.png")))
+        metrics[f"{self.name}/soft_target_mass_on_true_positives"] = float(
+            np.sum(y * positives) / n
+        )
+        log = os.path.join(out_dir, "..", "..", "metrics.jsonl")
+        if not os.path.exists(log):
+            log = os.path.join(out_dir, "..", "metrics.jsonl")
+        if os.path.exists(log):
+            with open(log) as fh:
+                rows = [json.loads(r) for r in fh if r.strip()]
+            keys = [f"{self.name}/mi_mii_mei/image", f"{self.name}/mi_mii_mei/text"]
+            if any(k in r for r in rows for k in keys):
+                figures.append(
+                    plot_metric_over_training(
+                        rows,
+                        keys,
+                        os.path.join(out_dir, "mi_over_training.png"),
+                        ylabel="held-out MI(MII; MEI) [nats]",
+                    )  # fmt: skip
+                )
+        return metrics, figures

@@ -142,7 +142,13 @@ def build_retrieval(config, *, data=None) -> Task:
     if disent and data.factors:
         evaluators.append(
             DisentangleEvaluator(
-                "test_codes", nets, data.test, data.factors["test"], seed=config.seed
+                "test_codes",
+                nets,
+                data.test,
+                data.factors["test"],
+                loss_cfg,
+                every_steps=int(ev_cfg.dev_every_steps),
+                seed=config.seed,
             )
         )
 
