@@ -20,24 +20,9 @@ import chex
 import jax
 import jax.numpy as jnp
 
-
-def _valid(n: int, where: chex.Array | None) -> jax.Array:
-    if where is None:
-        return jnp.ones((n,), dtype=bool)
-    chex.assert_shape(where, (n,))
-    return jnp.asarray(where, dtype=bool)
-
-
-def _zero_masked(x: chex.Array, valid: jax.Array) -> jax.Array:
-    """Zeroes entries touching a masked example so garbage there (even inf) cannot turn into
-    NaN gradients (the "double where")."""
-    return jnp.where(valid[:, None] & valid[None, :], x, 0.0)
-
-
-def _check_square(scores: chex.Array) -> None:
-    chex.assert_rank(scores, 2)
-    if scores.shape[0] != scores.shape[1]:
-        raise ValueError(f"scores must be square [N, N] (pairs on the diagonal): {scores.shape}")
+from jaxmr.losses.masking import check_square as _check_square
+from jaxmr.losses.masking import valid_mask as _valid
+from jaxmr.losses.masking import zero_masked_pairs as _zero_masked
 
 
 def _log_softmax_masked(logits: jax.Array, mask: jax.Array, axis: int) -> jax.Array:

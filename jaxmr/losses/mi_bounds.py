@@ -37,26 +37,14 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from jaxmr.losses.masking import check_square as _check_square
+from jaxmr.losses.masking import valid_mask as _valid
+from jaxmr.losses.masking import zero_masked_pairs as _zero_masked_scores
+
 _LOG_2PI = math.log(2.0 * math.pi)  # plain float: no JAX call at import time
 
 
 # ----------------------------------------------------------------------------- masks and helpers
-
-
-def _valid(n: int, where: chex.Array | None) -> jax.Array:
-    if where is None:
-        return jnp.ones((n,), dtype=bool)
-    chex.assert_shape(where, (n,))
-    return jnp.asarray(where, dtype=bool)
-
-
-def _zero_masked_scores(scores: chex.Array, valid: jax.Array) -> jax.Array:
-    """Zeroes every score that touches a masked example.
-
-    The "double where": masked entries never reach exp/log, so garbage (even inf) there gives
-    exactly zero, finite gradients instead of 0 * inf = NaN.
-    """
-    return jnp.where(valid[:, None] & valid[None, :], scores, 0.0)
 
 
 def _zero_masked_rows(valid: jax.Array, *arrays: chex.Array) -> tuple[jax.Array, ...]:
@@ -86,14 +74,6 @@ def _row_logmeanexp(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array
 
 def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
-
-
-def _check_square(scores: chex.Array) -> None:
-    chex.assert_rank(scores, 2)
-    if scores.shape[0] != scores.shape[1]:
-        raise ValueError(
-            f"scores must be square [N, N] (positives on the diagonal): {scores.shape}"
-        )
 
 
 # ----------------------------------------------------------------------------- critic scores
