@@ -52,7 +52,7 @@ def test_steps_scale_keeps_the_schedule_in_whole_epochs(study):
     study.scale_schedule(config, 0.3)
     assert config.total_steps == 3 * spe
     assert (config.loss.warmup_epochs, config.loss.unlabeled_start_epoch) == (1, 2)
-    assert config.schedule.decay_steps == (2 * spe,)  # from epoch 8
+    assert config.schedule.decay_steps == (1 * spe, 2 * spe)  # the warm-up end and epoch 8, scaled
     tiny = ncr_synthetic.get_config()
     study.scale_schedule(tiny, 0.01)  # never below one epoch per phase, one after the switches
     assert tiny.loss.warmup_epochs == 1 and tiny.total_steps == 2 * spe
