@@ -58,7 +58,7 @@ def test_steps_scale_keeps_the_schedule_in_whole_epochs(study):
     assert tiny.loss.warmup_epochs == 1 and tiny.total_steps == 2 * spe
     same = ncr_synthetic.get_config()
     study.scale_schedule(same, 1.0)
-    assert same.total_steps == 10 * spe and same.schedule.decay_steps == (8 * spe,)
+    assert same.total_steps == 10 * spe and same.schedule.decay_steps == (2 * spe, 8 * spe)
 
 
 def test_missing_config_module_is_a_clear_error(study):
