@@ -550,7 +550,7 @@ def export_npz(jobs: list[dict], workdir: str) -> list[str]:
     WORKDIR/data/<benchmark>_<setting>_ds<k>.npz (keys x, y, s): the same arrays the JAX runs
     train on, for `scripts/reference_ivae_check.py --npz`."""
     from configs import ivae_synthetic
-    from jaxmr.tasks.ivae import load_data
+    from jaxmr.tasks.ivae.synthetic import load_data
 
     out, seen = [], set()
     os.makedirs(os.path.join(workdir, "data"), exist_ok=True)

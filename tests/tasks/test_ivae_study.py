@@ -20,8 +20,15 @@ from jaxmr.models.ivae import ResidualFlow
 from jaxmr.tasks import build_task
 from jaxmr.tasks.ivae.synthetic import _implicit_loss, build_ivae, pca_rotation
 from jaxmr.train import loop
+from jaxmr.train.task import StepContext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _ctx(key):
+    """What the trainer passes a phase's loss at step 0."""
+    zero = jnp.zeros((), jnp.int32)
+    return StepContext(step=zero, epoch=zero, key=key, carry={})
 
 
 def _study_module():
@@ -266,7 +273,7 @@ def test_explicit_beta_tc_is_the_default_and_matches_the_loss_function():
     task = build_ivae(config)
     params = task.init_fn(jax.random.key(0))
     batch = {k: jnp.asarray(v[:32]) for k, v in task.train_arrays.items()}
-    loss, aux = task.phases[0].loss_fn(params, batch, jax.random.key(1))
+    loss, aux = task.phases[0].loss_fn(params, batch, _ctx(jax.random.key(1)))
     # the same sample through the pure function, with N = the dataset size
     model = task.info["bind"](params)
     enc_in = jnp.concatenate([batch["y"], batch["x"]], -1)
@@ -287,7 +294,7 @@ def test_explicit_beta_tc_is_the_default_and_matches_the_loss_function():
     np.testing.assert_allclose(loss, -np.mean(value), rtol=1e-5)
     assert {"mutual_info", "total_correlation", "dimwise_kl", "mc_elbo"} <= set(aux)
     analytic = build_ivae(_config(**{"model.variant": "ivae", "loss.elbo": "analytic"}))
-    _, aux = analytic.phases[0].loss_fn(params, batch, jax.random.key(1))
+    _, aux = analytic.phases[0].loss_fn(params, batch, _ctx(jax.random.key(1)))
     assert "kl" in aux and "total_correlation" not in aux
     with pytest.raises(ValueError, match="loss.tc"):
         build_ivae(_config(**{"model.variant": "vae", "loss.beta": 4.0}))
@@ -332,7 +339,7 @@ def test_study_data_draw_axis_and_draws_table(tmp_path):
 
 
 def test_auto_projection_without_a_spectral_gap_trains_the_full_flow():
-    from jaxmr.tasks.ivae import auto_projection
+    from jaxmr.tasks.ivae.synthetic import auto_projection
 
     config = ivae_synthetic.get_config("smoke,benchmark=shapes")
     config.data.shapes.num_examples = 400
@@ -362,8 +369,9 @@ def test_inverse_round_trip_on_trained_parameters(tmp_path):
     config.model.flow.num_blocks = 3
     config.model.flow.hidden = (16,)
     config.total_steps = 30
-    loop.train_and_evaluate(config, str(tmp_path / "run"))
-    task, _, state, _ = loop.restore_state(config, str(tmp_path / "run"))
+    task = build_task(config)
+    loop.train_and_evaluate(task, config, str(tmp_path / "run"))
+    _, state, _ = loop.restore_state(task, config, str(tmp_path / "run"))
     model = task.info["bind"](state.params)
     y = jnp.asarray(task.train_arrays["y"][:64])
     z = model.flow(y)
