@@ -65,23 +65,6 @@ class Estimators(nnx.Module):
             setattr(self, m, mod)
 
 
-class PureModule:
-    """A module kept as a pure-dict parameter group: init, and bind inside jit."""
-
-    def __init__(self, make):
-        self._make = make
-        self.graphdef, params, self.rest = nnx.split(make(nnx.Rngs(0)), nnx.Param, ...)
-        self.abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params)
-
-    def init(self, key) -> dict:
-        return nnx.to_pure_dict(nnx.split(self._make(nnx.Rngs(key)), nnx.Param, ...)[1])
-
-    def bind(self, pure: dict):
-        state = jax.tree.map(lambda a: a, self.abstract)
-        nnx.replace_by_pure_dict(state, pure)
-        return nnx.merge(self.graphdef, state, jax.tree.map(lambda a: a, self.rest))
-
-
 def _codes(nets, params, net, batch):
     model = nets.bind(params, net)
     return (

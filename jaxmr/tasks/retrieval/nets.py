@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
-from flax import nnx
 
 from jaxmr.models.disncl import DisNCLNet
 from jaxmr.models.dual_encoder import DualEncoder
+from jaxmr.models.pure import PureModule
 from jaxmr.train.evaluators import predict_arrays
 
 
@@ -47,28 +47,16 @@ class Nets:
             self._make = lambda rngs: DualEncoder(
                 feature_dim, vocab_size, int(model_cfg.embed_dim), rngs=rngs, **common
             )
-        # Parameters are trained; the rest of the module state (the RNNs' RNG streams, unused
-        # in these deterministic encoders) is a constant taken from one concrete instance.
-        self.graphdef, abstract_params, self.rest = nnx.split(
-            self._make(nnx.Rngs(0)), nnx.Param, ...
-        )
-        self.abstract_state = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), abstract_params
-        )
+        self.module = PureModule(self._make)
         self._embed_images = jax.jit(self._images_fn)
         self._embed_texts = jax.jit(self._texts_fn)
 
     def init(self, key) -> dict:
         keys = jax.random.split(key, len(self.names))
-        return {
-            n: nnx.to_pure_dict(nnx.split(self._make(nnx.Rngs(k)), nnx.Param, ...)[1])
-            for n, k in zip(self.names, keys, strict=True)
-        }
+        return {n: self.module.init(k) for n, k in zip(self.names, keys, strict=True)}
 
     def bind(self, params, net: str) -> DualEncoder | DisNCLNet:
-        state = jax.tree.map(lambda a: a, self.abstract_state)
-        nnx.replace_by_pure_dict(state, params[net])
-        return nnx.merge(self.graphdef, state, jax.tree.map(lambda a: a, self.rest))
+        return self.module.bind(params[net])
 
     def _images_fn(self, params, batch):
         return {n: self.bind(params, n).encode_images(batch["images"]) for n in self.names}

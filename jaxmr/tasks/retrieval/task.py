@@ -27,6 +27,7 @@ import optax
 
 from jaxmr.data.retrieval import load_retrieval_data
 from jaxmr.data.samplers import IndexedPairSampler
+from jaxmr.models.pure import PureModule
 from jaxmr.tasks.retrieval import disncl, objectives
 from jaxmr.tasks.retrieval.evaluators import (
     DisentangleEvaluator,
@@ -62,7 +63,7 @@ def build_retrieval(config, *, data=None) -> Task:
     est = None
     if disent:
         m = config.model
-        est = disncl.PureModule(
+        est = PureModule(
             lambda rngs: disncl.Estimators(
                 int(m.mii_dim),
                 int(m.mei_dim),
