@@ -19,6 +19,10 @@ class MetricWriter:
     checkpoint, or by a run whose checkpoints are all gone) are never deleted: they move to
     `metrics.discarded.jsonl`, each tagged with the step the new run restarted from, and the
     run says so. So `metrics.jsonl` reads like one uninterrupted run, and nothing is lost.
+
+    Epoch-hook rows (every key under `hook/`) are written with the step that ends the previous
+    epoch, S, but are computed at the start of step S + 1, after S's checkpoint: a run resumed
+    from S runs the hook again, so such a row at exactly S is set aside too, not duplicated.
     """
 
     def __init__(self, workdir: str, *, enabled: bool = True, resume_step: int | None = None):
@@ -38,7 +42,11 @@ class MetricWriter:
         kept, beyond = [], []
         for r in rows:
             try:
-                (kept if json.loads(r)["step"] <= step else beyond).append(r)
+                row = json.loads(r)
+                metric_keys = [k for k in row if k != "step"]
+                after_s = bool(metric_keys) and all(k.startswith("hook/") for k in metric_keys)
+                covered = row["step"] < step or (row["step"] == step and not after_s)
+                (kept if covered else beyond).append(r)
             except (ValueError, KeyError, TypeError):
                 beyond.append(r)  # a torn last line of a killed run: kept aside, as is
         if not beyond:

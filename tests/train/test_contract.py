@@ -242,3 +242,25 @@ def test_pairs_toy_trains_and_resumes_bit_identically(tmp_path):
 
     assert train_rows(ref) == train_rows(split)
     assert any("hook/clean_fraction_b" in r for r in train_rows(split))
+
+
+# 4b. A resume exactly at an epoch boundary does not log that epoch's hook row twice.
+def test_4_hook_row_not_duplicated_on_resume_at_epoch_boundary(tmp_path):
+    import shutil
+
+    workdir = tmp_path / "run"
+    config = toy_config(total_steps=17, batch_size=8, **{"schedule.checkpoint_every_steps": 15})
+    loop.train_and_evaluate(build_pairs_toy(config), config, str(workdir))
+    # As if killed after step 16: the hook for epoch 1 ran (row at step 15) but only the
+    # step-15 checkpoint was committed.
+    shutil.rmtree(workdir / "checkpoints" / "17")
+    loop.train_and_evaluate(build_pairs_toy(config), config, str(workdir))
+    rows = [json.loads(r) for r in open(workdir / "metrics.jsonl")]
+    hook_steps = [r["step"] for r in rows if "hook/clean_fraction_a" in r]
+    assert hook_steps == [15]  # one row per epoch start (epoch 0 is warm-up), none twice
+    aside = [json.loads(r) for r in open(workdir / "metrics.discarded.jsonl")]
+    assert [r["step"] for r in aside if "hook/clean_fraction_a" in r] == [15]
+    # The log reads like one uninterrupted run: same rows, same keys, in the same order.
+    loop.train_and_evaluate(build_pairs_toy(config), config, str(tmp_path / "ref"))
+    ref = [json.loads(r) for r in open(tmp_path / "ref" / "metrics.jsonl")]
+    assert [(r["step"], sorted(r)) for r in rows] == [(r["step"], sorted(r)) for r in ref]
