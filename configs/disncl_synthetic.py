@@ -9,6 +9,9 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
   no_dis    without L_Dis and L_reg (matching on MII codes only)
   no_reg    without L_reg
   hard      hard (identity, clean-weighted) targets instead of soft many-to-many ones
+  affinity  soft targets whose neighbour mass is gated by absolute affinity
+            (`loss.neighbour_gate="affinity"`, lambda = 1: a neighbour whose MII codes
+            coincide with the pair's own counts as much as the annotated partner)
   full_emb  similarity (and the split) on the whole backbone code instead of the MII code
 MII and MEI codes are 64-d on a 128-d backbone. Every choice and its reason: docs/disncl.md.
 """
@@ -16,7 +19,7 @@ MII and MEI codes are 64-d on a 128-d backbone. Every choice and its reason: doc
 from configs import ncr_synthetic
 from configs.common import parse_arg
 
-ABLATIONS = ("none", "no_dis", "no_reg", "hard", "full_emb")
+ABLATIONS = ("none", "no_dis", "no_reg", "hard", "affinity", "full_emb")
 
 
 def get_config(arg=None):
@@ -36,6 +39,9 @@ def get_config(arg=None):
         config.loss.lambda_reg = 0.0
     elif a.ablation == "hard":
         config.loss.targets = "hard"
+    elif a.ablation == "affinity":
+        config.loss.neighbour_gate = "affinity"
+        config.loss.neighbour_weight = 1.0
     elif a.ablation == "full_emb":
         config.model.similarity = "full"
     return config

@@ -169,9 +169,10 @@ def soft_correspondence_targets(
     *,
     neighbour_weight: float = 0.1,
     temperature: float = 0.05,
+    gate: str = "softmax",
     where: chex.Array | None = None,
 ) -> jax.Array:
-    """Soft many-to-many matching targets (stop-gradient), rows summing to 1.
+    """Soft many-to-many matching targets (stop-gradient).
 
     .. math::
         Y_i = \\operatorname{normalise}\\Big(w_i e_i + \\lambda\\,
@@ -183,17 +184,33 @@ def soft_correspondence_targets(
     its neighbours' partners instead of its wrong annotation. Built from symmetric affinities,
     row i of Y is also the target of column i (see ``soft_target_cross_entropy``).
 
+    ``gate="softmax"`` (above) always hands the mass λ to *some* neighbours, however far: in a
+    batch with no true positive of pair i it goes to the least wrong ones. ``gate="affinity"``
+    gives each neighbour an absolute share of λ that decays with its distance from pair i's own
+    self-affinity, and only normalises rows whose mass exceeds 1:
+
+    .. math::
+        g_{ij} = \\exp\\big((\\bar A_{ij} - \\bar A_{ii}) / \\tau_t\\big),\\quad
+        \\bar A = (A^a + A^b)/2,\\qquad
+        Y_i = \\frac{w_i e_i + \\lambda \\sum_{j \\ne i} g_{ij} e_j}
+                   {\\max(1,\\ w_i + \\lambda \\sum_{j \\ne i} g_{ij})}
+
+    (g_ij ≤ 1 for unit-norm codes). A clean pair without near neighbours keeps its one-hot
+    row; a noisy pair (w_i ≈ 0) without near neighbours gets an almost empty row and drops out
+    of the loss instead of being pulled toward arbitrary partners.
+
     Args:
       affinity_a: ``[N, N]`` intra-modal affinities of modality a (symmetric).
       affinity_b: ``[N, N]`` intra-modal affinities of modality b (symmetric).
       clean_prob: ``[N]`` clean probabilities w_i in [0, 1].
       neighbour_weight: lambda >= 0, the mass given to the neighbours before normalising.
-      temperature: tau_t > 0 of the neighbour softmax.
+      temperature: tau_t > 0 of the neighbour softmax (or of the affinity gate).
+      gate: "softmax" (rows sum to 1) or "affinity" (rows sum to at most 1).
       where: optional ``[N]`` bool mask; masked pairs get a zero row and zero column.
 
     Returns:
-      ``[N, N]`` targets under ``jax.lax.stop_gradient``; valid rows sum to 1 (a row with
-      w_i = lambda = 0 is all zero and contributes no loss).
+      ``[N, N]`` targets under ``jax.lax.stop_gradient``; with ``gate="softmax"`` valid rows
+      sum to 1 (a row with w_i = lambda = 0 is all zero and contributes no loss).
 
     References:
       docs/methods.md §2 (reconstruction [R]); Dang et al., IEEE TIP 2025.
@@ -205,13 +222,22 @@ def soft_correspondence_targets(
     valid = _valid(n, where)
     eye = jnp.eye(n, dtype=bool)
     neighbours = valid[:, None] & valid[None, :] & ~eye
+    w = jnp.where(valid, jnp.asarray(clean_prob, dtype=affinity_a.dtype), 0.0)
+    if gate == "affinity":
+        mean_aff = _zero_masked(affinity_a + affinity_b, valid) / 2.0
+        gap = mean_aff - jnp.diagonal(mean_aff)[:, None]
+        g = jnp.where(neighbours, jnp.exp(jnp.minimum(gap, 0.0) / temperature), 0.0)
+        unnormalised = w[:, None] * eye + neighbour_weight * g
+        total = jnp.sum(unnormalised, axis=1, keepdims=True)
+        return jax.lax.stop_gradient(unnormalised / jnp.maximum(total, 1.0))
+    if gate != "softmax":
+        raise ValueError(f"gate must be 'softmax' or 'affinity', got {gate!r}")
     logits = _zero_masked(affinity_a + affinity_b, valid) / (2.0 * temperature)
     has_neighbour = jnp.any(neighbours, axis=1, keepdims=True)
     neighbour_probs = jnp.where(
         has_neighbour, jnp.exp(_log_softmax_masked(logits, neighbours, axis=1)), 0.0
     )
     neighbour_probs = jnp.where(neighbours, neighbour_probs, 0.0)
-    w = jnp.where(valid, jnp.asarray(clean_prob, dtype=logits.dtype), 0.0)
     unnormalised = w[:, None] * eye + neighbour_weight * neighbour_probs
     total = jnp.sum(unnormalised, axis=1, keepdims=True)
     targets = jnp.where(total > 0, unnormalised / jnp.where(total > 0, total, 1.0), 0.0)

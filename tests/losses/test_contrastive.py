@@ -85,6 +85,28 @@ def test_soft_targets_by_hand():
     assert np.all(np.asarray(grad) == 0)
 
 
+def test_soft_targets_affinity_gate_by_hand():
+    # g_ij = exp((A_ij - A_ii) / 0.5); lambda = 0.5; w = (1, 0, 0.5); rows over 1 normalised.
+    e = np.exp
+    row0 = np.array([1.0, 0.5 * e(-1.0), 0.5 * e(-2.0)])
+    expected = [
+        row0 / row0.sum(),  # 1.25 > 1: normalised
+        [0.5 * e(-1.0), 0.0, 0.5 * e(-1.6)],  # noisy, far neighbours: mass 0.29 only
+        [0.5 * e(-2.0), 0.5 * e(-1.6), 0.5],
+    ]
+    build = functools.partial(
+        cl.soft_correspondence_targets, neighbour_weight=0.5, temperature=0.5, gate="affinity"
+    )
+    y = jax.jit(build)(AFFINITY, AFFINITY, jnp.array([1.0, 0.0, 0.5]))
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-7)
+    # A clean pair whose neighbours are all far keeps (almost) its one-hot row.
+    far = np.array([[1.0, -1.0], [-1.0, 1.0]], np.float32)
+    y = build(far, far, jnp.array([1.0, 0.0]), temperature=0.05)
+    np.testing.assert_allclose(y, [[1.0, 0.0], [0.0, 0.0]], atol=1e-6)
+    with pytest.raises(ValueError, match="gate"):
+        cl.soft_correspondence_targets(AFFINITY, AFFINITY, jnp.ones(3), gate="nearest")
+
+
 def test_soft_targets_without_neighbour_mass_are_hard_or_empty():
     y = jax.jit(cl.soft_correspondence_targets)(
         AFFINITY, AFFINITY, jnp.array([1.0, 0.0, 0.3]), neighbour_weight=0.0

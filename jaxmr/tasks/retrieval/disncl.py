@@ -123,6 +123,7 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
                 w,
                 neighbour_weight=loss_cfg.neighbour_weight,
                 temperature=loss_cfg.target_temperature,
+                gate=loss_cfg.neighbour_gate,
             )
             match = jnp.mean(soft_target_cross_entropy(scores, y, temperature=tau))
         elif loss_cfg.targets == "hard":

@@ -250,6 +250,7 @@ class DisentangleEvaluator(Evaluator):
                 jnp.ones(n),
                 neighbour_weight=float(self.loss_cfg.neighbour_weight),
                 temperature=float(self.loss_cfg.target_temperature),
+                gate=str(self.loss_cfg.neighbour_gate),
             )
         )
         shared = np.asarray(f["shared"])[:n]
