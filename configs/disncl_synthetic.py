@@ -12,6 +12,8 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
   affinity  soft targets whose neighbour mass is gated by absolute affinity
             (`loss.neighbour_gate="affinity"`, lambda = 1: a neighbour whose MII codes
             coincide with the pair's own counts as much as the annotated partner)
+  mutual    soft targets whose only neighbour is one both modalities agree on
+            (`loss.neighbour_gate="mutual"`, lambda = 1)
   strong    L_Dis's conditional term and L_reg 20x / 10x stronger (cond_weight 2,
             lambda_reg 0.1): how much disentanglement costs retrieval
   full_emb  similarity (and the split) on the whole backbone code instead of the MII code
@@ -21,7 +23,7 @@ MII and MEI codes are 64-d on a 128-d backbone. Every choice and its reason: doc
 from configs import ncr_synthetic
 from configs.common import parse_arg
 
-ABLATIONS = ("none", "no_dis", "no_reg", "hard", "affinity", "strong", "full_emb")
+ABLATIONS = ("none", "no_dis", "no_reg", "hard", "affinity", "mutual", "strong", "full_emb")
 
 
 def get_config(arg=None):
@@ -43,6 +45,9 @@ def get_config(arg=None):
         config.loss.targets = "hard"
     elif a.ablation == "affinity":
         config.loss.neighbour_gate = "affinity"
+        config.loss.neighbour_weight = 1.0
+    elif a.ablation == "mutual":
+        config.loss.neighbour_gate = "mutual"
         config.loss.neighbour_weight = 1.0
     elif a.ablation == "strong":
         config.loss.cond_weight = 2.0

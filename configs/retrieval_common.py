@@ -80,7 +80,8 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             neighbour_weight=0.1,  # lambda: mass of intra-modal neighbours in soft targets
             target_temperature=0.05,  # tau_t of the neighbour softmax / affinity gate
             # softmax: lambda always goes to the nearest neighbours; affinity: each neighbour
-            # gets lambda * exp((A_ij - A_ii) / tau_t), rows normalised only above 1.
+            # gets lambda * exp((A_ij - A_ii) / tau_t), rows normalised only above 1; mutual:
+            # lambda to the one neighbour both modalities' nearest-neighbour lists agree on.
             neighbour_gate="softmax",
             cond_weight=0.1,  # weight of w ||s_v - s_t||^2 inside L_S
             gamma=0.5,

@@ -26,7 +26,7 @@ Every table is rewritten after each finished run.
 
 Methods map to a config file and its argument: the baselines to configs/ncr_synthetic.py
 (`method=vsepp|infonce|ncr`), DisNCL and its ablations to configs/disncl_synthetic.py
-(`ablation=none|no_dis|no_reg|hard|affinity|strong|full_emb`); the setting adds `noise=`
+(`ablation=none|no_dis|no_reg|hard|affinity|mutual|strong|full_emb`); the setting adds `noise=`
 and `convention=`.
 
 `--steps_scale=f` shortens (or lengthens) every run by multiplying its schedule in whole
@@ -74,6 +74,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "disncl_no_reg": ("disncl_synthetic", "ablation=no_reg"),
     "disncl_hard": ("disncl_synthetic", "ablation=hard"),
     "disncl_affinity": ("disncl_synthetic", "ablation=affinity"),
+    "disncl_mutual": ("disncl_synthetic", "ablation=mutual"),
     "disncl_strong": ("disncl_synthetic", "ablation=strong"),
     "disncl_full_emb": ("disncl_synthetic", "ablation=full_emb"),
 }
@@ -86,6 +87,7 @@ METHOD_NOTES = {
     "disncl_no_reg": "DisNCL without L_reg",
     "disncl_hard": "DisNCL with hard targets instead of soft",
     "disncl_affinity": "DisNCL with soft targets gated by absolute affinity (lambda = 1)",
+    "disncl_mutual": "DisNCL with soft targets on neighbours both modalities agree on (lambda = 1)",
     "disncl_strong": "DisNCL with the conditional term 20x and L_reg 10x stronger",
     "disncl_full_emb": "DisNCL with similarity on the whole embedding instead of the MII code",
 }

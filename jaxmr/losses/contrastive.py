@@ -198,6 +198,14 @@ def soft_correspondence_targets(
     (g_ij ≤ 1 for unit-norm codes). A clean pair without near neighbours keeps its one-hot
     row; a noisy pair (w_i ≈ 0) without near neighbours gets an almost empty row and drops out
     of the loss instead of being pulled toward arbitrary partners.
+    Absolute affinities have no scale, though: codes that start (or collapse) close together
+    make every neighbour count and the targets uniform, a fixed point training does not leave.
+
+    ``gate="mutual"`` is scale-free: pair i's only neighbour is j when j is i's nearest
+    neighbour in *both* modalities (j = argmax_k A^a_ik = argmax_k A^b_ik), and
+    Y_i = normalise(w_i e_i + λ e_j) (rows sum to 1; a noisy pair without an agreeing
+    neighbour gets an empty row). Two modalities that agree by chance do so for about one pair
+    in N; content the two share (a true many-to-many positive) makes them agree.
 
     Args:
       affinity_a: ``[N, N]`` intra-modal affinities of modality a (symmetric).
@@ -205,7 +213,7 @@ def soft_correspondence_targets(
       clean_prob: ``[N]`` clean probabilities w_i in [0, 1].
       neighbour_weight: lambda >= 0, the mass given to the neighbours before normalising.
       temperature: tau_t > 0 of the neighbour softmax (or of the affinity gate).
-      gate: "softmax" (rows sum to 1) or "affinity" (rows sum to at most 1).
+      gate: "softmax" (rows sum to 1), "affinity" (rows sum to at most 1) or "mutual".
       where: optional ``[N]`` bool mask; masked pairs get a zero row and zero column.
 
     Returns:
@@ -230,8 +238,18 @@ def soft_correspondence_targets(
         unnormalised = w[:, None] * eye + neighbour_weight * g
         total = jnp.sum(unnormalised, axis=1, keepdims=True)
         return jax.lax.stop_gradient(unnormalised / jnp.maximum(total, 1.0))
+    if gate == "mutual":
+        # j is pair i's neighbour when it is i's nearest neighbour in *both* modalities.
+        nn_a = jnp.argmax(jnp.where(neighbours, affinity_a, -jnp.inf), axis=1)
+        nn_b = jnp.argmax(jnp.where(neighbours, affinity_b, -jnp.inf), axis=1)
+        agree = (nn_a == nn_b) & jnp.any(neighbours, axis=1)
+        g = jnp.where(agree[:, None] & neighbours, jax.nn.one_hot(nn_a, n, dtype=w.dtype), 0.0)
+        unnormalised = w[:, None] * eye + neighbour_weight * g
+        total = jnp.sum(unnormalised, axis=1, keepdims=True)
+        targets = jnp.where(total > 0, unnormalised / jnp.where(total > 0, total, 1.0), 0.0)
+        return jax.lax.stop_gradient(targets)
     if gate != "softmax":
-        raise ValueError(f"gate must be 'softmax' or 'affinity', got {gate!r}")
+        raise ValueError(f"gate must be 'softmax', 'affinity' or 'mutual', got {gate!r}")
     logits = _zero_masked(affinity_a + affinity_b, valid) / (2.0 * temperature)
     has_neighbour = jnp.any(neighbours, axis=1, keepdims=True)
     neighbour_probs = jnp.where(

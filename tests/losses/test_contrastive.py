@@ -107,6 +107,24 @@ def test_soft_targets_affinity_gate_by_hand():
         cl.soft_correspondence_targets(AFFINITY, AFFINITY, jnp.ones(3), gate="nearest")
 
 
+def test_soft_targets_mutual_gate_by_hand():
+    # Nearest neighbours: in A_a 0->1, 1->0, 2->1; in A_b 0->1, 1->2, 2->1.
+    a_a = np.array([[1.0, 0.5, 0.0], [0.5, 1.0, 0.2], [0.0, 0.2, 1.0]], np.float32)
+    a_b = np.array([[1.0, 0.5, 0.1], [0.5, 1.0, 0.6], [0.1, 0.6, 1.0]], np.float32)
+    y = jax.jit(
+        functools.partial(cl.soft_correspondence_targets, neighbour_weight=1.0, gate="mutual")
+    )(a_a, a_b, jnp.array([1.0, 1.0, 0.0]))
+    expected = [
+        [0.5, 0.5, 0.0],  # both modalities agree on 1: half the mass
+        [0.0, 1.0, 0.0],  # they disagree (0 vs 2): the one-hot row
+        [0.0, 1.0, 0.0],  # noisy (w = 0), both agree on 1: all of it
+    ]
+    np.testing.assert_allclose(y, expected, atol=1e-7)
+    # A noisy pair whose modalities disagree gets an empty row.
+    y = cl.soft_correspondence_targets(a_a, a_b, jnp.array([1.0, 0.0, 1.0]), gate="mutual")
+    np.testing.assert_allclose(y[1], 0.0, atol=1e-7)
+
+
 def test_soft_targets_without_neighbour_mass_are_hard_or_empty():
     y = jax.jit(cl.soft_correspondence_targets)(
         AFFINITY, AFFINITY, jnp.array([1.0, 0.0, 0.3]), neighbour_weight=0.0

@@ -80,7 +80,9 @@ def test_heldout_gaussian_mi_matches_closed_form():
     assert heldout_gaussian_mi(a, rng.normal(size=(n, k))) < 0.01
 
 
-@pytest.mark.parametrize("ablation", ["no_dis", "no_reg", "hard", "affinity", "strong", "full_emb"])
+@pytest.mark.parametrize(
+    "ablation", ["no_dis", "no_reg", "hard", "affinity", "mutual", "strong", "full_emb"]
+)
 def test_ablations_build(cache, ablation):
     config = _config(cache, f"smoke,ablation={ablation}")
     task = build_task(config)
