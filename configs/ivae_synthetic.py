@@ -135,7 +135,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.schedule = common.base_schedule()
     config.schedule.decay = "cosine"
     config.evals = ml_collections.ConfigDict(
-        dict(mcc=dict(every_steps=1000, max_examples=10000, seed=0))
+        dict(
+            mcc=dict(every_steps=1000, max_examples=10000, seed=0),
+            # Latent traversals (eval.py: images on shapes, true factors on the synthetic
+            # data; the flow inverse's round trip and cost). During training only the round
+            # trip, at the end (every_steps=0); -1 turns it off. docs/ivae.md.
+            traversal=dict(
+                every_steps=0,
+                num_points=3,  # traversed examples
+                num_steps=9,  # values per latent, mean +- span std
+                span=2.0,
+                num_iters=100,  # fixed-point iterations per block
+                max_examples=2000,  # for the latents' spread and the round trip
+                seed=0,
+            ),
+        )
     )
 
     if arg.variant == "ivae":
