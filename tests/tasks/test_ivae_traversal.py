@@ -38,7 +38,7 @@ def _shapes_config():
     config.model.flow.num_blocks = 2
     config.model.flow.hidden = (16,)
     config.total_steps = 12
-    config.num_devices = 1
+    config.num_devices = 1  # the other tests train on the 8 simulated devices
     config.schedule.checkpoint_every_steps = 12
     config.evals.mcc.every_steps = 0
     config.evals.traversal.max_examples = 300
