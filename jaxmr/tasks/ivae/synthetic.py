@@ -342,8 +342,8 @@ def build_ivae(cfg) -> Task:
 def _traversal_evaluator(cfg, arrays, maps, bind, project, unproject, projection):
     """The traversal evaluator (`config.evals.traversal`, every_steps < 0: off), or None with
     a message on stderr where the variant has nothing that decodes a latent."""
-    tcfg = cfg.evals.get("traversal")
-    if tcfg is None or tcfg.every_steps < 0:
+    tcfg = cfg.evals.traversal
+    if tcfg.every_steps < 0:
         return None
     if cfg.model.variant not in ("implicit", "ivae", "vae"):
         print(

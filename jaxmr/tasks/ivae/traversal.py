@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxmr.data.shapes_task import pca_images
 from jaxmr.data.synthetic import unmix
+from jaxmr.metrics.mcc import correlation_matrix
 from jaxmr.train.task import Evaluator
 from jaxmr.viz import traversal as viz
 
@@ -208,12 +209,8 @@ class TraversalEvaluator(Evaluator):
         return metrics, figures + fig
 
     def _corr(self, z: np.ndarray) -> np.ndarray | None:
-        if "s" not in self.arrays:
-            return None
-        s = self.arrays["s"]
-        zc, sc = z - z.mean(0), s - s.mean(0)
-        denom = np.outer(np.linalg.norm(zc, axis=0), np.linalg.norm(sc, axis=0)) + 1e-12
-        return (zc.T @ sc) / denom  # [d, k]
+        """`[d, k]` Pearson correlations of the latents with the known factors (or None)."""
+        return correlation_matrix(self.arrays["s"], z).T if "s" in self.arrays else None
 
     def _images(self, features, steps, corr, out_dir):
         size = int(self.maps["size"])
