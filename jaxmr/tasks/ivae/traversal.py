@@ -90,13 +90,8 @@ class TraversalEvaluator(Evaluator):
             raise ValueError(f"traversals need a decoder or the flow's inverse, not {variant!r}")
         self.name, self.every_steps, self.variant = name, every_steps, variant
         self.d, self.maps, self.lossy = latent_dim, maps, lossy
-        self.cost_points = cost_points
-        self.num_steps, self.span, self.num_iters, self.tolerance = (
-            num_steps,
-            span,
-            num_iters,
-            tolerance,
-        )
+        self.num_steps, self.span, self.num_iters = num_steps, span, num_iters
+        self.tolerance, self.cost_points = tolerance, cost_points
         n = len(arrays["y"])
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.choice(n, min(max_examples, n), replace=False))
