@@ -89,6 +89,7 @@ def ivae_config(
     config.batch_size = batch_size
     config.num_devices = 1
     config.evals.mcc.every_steps = -1  # no evaluator data held by the task
+    config.evals.traversal.every_steps = -1
     config.loss.logdet = logdet
     config.loss.spectral = spectral
     config.model.latent_dim = latent_dim

@@ -19,7 +19,7 @@ from jaxmr.data.samplers import IndexedPairSampler
 from jaxmr.data.scene_captions import tokenize_caption
 from jaxmr.data.scenes import ensure_scenes, load_scene_factors, write_scenes
 from jaxmr.data.shapes import cached_paired_shapes, make_paired_shapes
-from jaxmr.data.synthetic import SyntheticSpec, make_synthetic
+from jaxmr.data.synthetic import SyntheticSpec, make_synthetic, make_synthetic_with_mixing, unmix
 from jaxmr.data.tokenize import nltk_word_tokenize
 from jaxmr.data.vocab import Vocab, build_vocab, load_vocab, save_vocab
 
@@ -45,8 +45,10 @@ __all__ = [
     "make_or_load_noise",
     "make_paired_shapes",
     "make_synthetic",
+    "make_synthetic_with_mixing",
     "nltk_word_tokenize",
     "save_vocab",
     "tokenize_caption",
+    "unmix",
     "write_scenes",
 ]

@@ -71,6 +71,21 @@ def pca_features(
     }
 
 
+def pca_images(features: np.ndarray, basis: dict[str, np.ndarray], *, size: int) -> np.ndarray:
+    """The inverse of `pca_features` on its span: `[..., dim]` features to `[..., size, size,
+    3]` float images in [0, 1] (flat = features * scale @ components + mean, clipped). Exact
+    for the projection of an image onto the kept components; the rest of the image is lost.
+    """
+    f = np.asarray(features, np.float32)
+    dim = basis["components"].shape[0]
+    if f.shape[-1] != dim:
+        raise ValueError(f"features have {f.shape[-1]} components, the PCA basis has {dim}")
+    flat = (f * basis["scale"]) @ basis["components"] + basis["mean"]
+    if flat.shape[-1] != size * size * 3:
+        raise ValueError(f"PCA basis has {flat.shape[-1]} pixels, not {size} x {size} x 3")
+    return np.clip(flat, 0.0, 1.0).reshape(*f.shape[:-1], size, size, 3)
+
+
 def _top_right_singular_vectors(a: np.ndarray, k: int, rng, *, oversample=16, iters=4):
     """`[k, P]` top right singular vectors of `a` `[n, P]` by a randomized range finder."""
     width = min(k + oversample, min(a.shape))
@@ -97,12 +112,14 @@ def shapes_arrays(
     Returns:
       dict with float32 `x` `[n, query_dim]` (query features), `y` `[n, target_dim]` (target
       features), `s` `[n, k]` the k shared factors, `s_exclusive` `[n, 6 - k]` the target's
-      own factors, and `factor_names` / `exclusive_names` (str arrays).
+      own factors, `factor_names` / `exclusive_names` (str arrays), and the target's PCA
+      basis `y_pca_mean`, `y_pca_components`, `y_pca_scale` (see `pca_features`; `pca_images`
+      maps target features back to pixels).
     """
     data = make_paired_shapes(n, seed=seed, size=size, shared=shared, noise_std=noise_std)
     mask = data["shared"]
     x, _ = pca_features(data["x"], dim=query_dim, seed=seed)
-    y, _ = pca_features(data["y"], dim=target_dim, seed=seed + 1)
+    y, y_basis = pca_features(data["y"], dim=target_dim, seed=seed + 1)
     names = np.asarray(FACTOR_NAMES)
     return {
         "x": x,
@@ -111,4 +128,4 @@ def shapes_arrays(
         "s_exclusive": data["s_y"][:, ~mask].astype(np.float32),
         "factor_names": names[mask],
         "exclusive_names": names[~mask],
-    }
+    } | {f"y_pca_{k}": v for k, v in y_basis.items()}

@@ -145,6 +145,12 @@ def make_synthetic(spec: SyntheticSpec) -> dict[str, Any]:
       (target modality), `s` [N, latent_dim] (true factors), int32 `segment` [N], and the
       per-segment source stds `std` [M, latent_dim]; N = num_segments * points_per_segment.
     """
+    return make_synthetic_with_mixing(spec)[0]
+
+
+def make_synthetic_with_mixing(spec: SyntheticSpec) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """`make_synthetic(spec)` and the target mixing's matrices (first to last), for
+    `unmix`."""
     spec.validate()
     rng = np.random.default_rng(spec.seed)
     m, n, d = spec.num_segments, spec.points_per_segment, spec.latent_dim
@@ -159,7 +165,7 @@ def make_synthetic(spec: SyntheticSpec) -> dict[str, Any]:
     s = noise * std[segment] + mean[segment]
 
     act = _activation(spec.activation, spec.slope)
-    y, _ = random_mlp_mixing(
+    y, mats = random_mlp_mixing(
         rng, s, spec.target_dim, spec.mixing_layers, act, repeat=spec.repeat_linearity
     )
     if spec.target_noise > 0:
@@ -173,10 +179,45 @@ def make_synthetic(spec: SyntheticSpec) -> dict[str, Any]:
         x, _ = random_mlp_mixing(
             rng, e, spec.query_dim, spec.query_layers, _activation("xtanh", 0.1)
         )
-    return {
+    arrays = {
         "x": x.astype(np.float32),
         "y": y.astype(np.float32),
         "s": s.astype(np.float32),
         "segment": segment.astype(np.int32),
         "std": std.astype(np.float32),
     }
+    return arrays, mats
+
+
+def _inverse_activation(name: str, slope: float, b: np.ndarray, *, iters: int = 60):
+    if name == "leaky_relu":
+        return np.where(b > 0, b, b / slope)
+    if name == "none":
+        return b
+    # xtanh: a -> tanh(a) + slope * a is increasing with |a| <= (|b| + 1) / slope at the
+    # solution; bisection to float64 precision, vectorised.
+    lo = -(np.abs(b) + 1.0) / slope
+    hi = (np.abs(b) + 1.0) / slope
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        above = np.tanh(mid) + slope * mid > b
+        hi = np.where(above, mid, hi)
+        lo = np.where(above, lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def unmix(y: np.ndarray, mats: list[np.ndarray], *, activation: str, slope: float) -> np.ndarray:
+    """The true factors of targets `y` `[..., target_dim]`: the inverse of the mixing that
+    `make_synthetic_with_mixing` returns (`[..., latent_dim]`).
+
+    Layer by layer in reverse: the activation's inverse (exact for leaky ReLU, bisection for
+    xtanh), then h = y A^+ (the pseudo-inverse: exact for points on the mixing's image,
+    least-squares for points off it, e.g. noisy targets or a model's decoded points)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    h = np.asarray(y, np.float64)
+    for i in reversed(range(len(mats))):
+        if i < len(mats) - 1:
+            h = _inverse_activation(activation, slope, h)
+        h = h @ np.linalg.pinv(np.asarray(mats[i], np.float64))
+    return h

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from jaxmr.data.arrays import ArrayLoader, load_paired_npz
-from jaxmr.data.synthetic import SyntheticSpec, make_synthetic, mixing_matrix, random_mlp_mixing
+from jaxmr.data.synthetic import (
+    SyntheticSpec,
+    make_synthetic,
+    make_synthetic_with_mixing,
+    mixing_matrix,
+    random_mlp_mixing,
+    unmix,
+)
 
 SMALL = SyntheticSpec(
     num_segments=6, points_per_segment=50, latent_dim=3, target_dim=4, query_dim=7, seed=3
@@ -122,3 +129,26 @@ def test_repeat_linearity_shares_one_matrix():
     assert not np.allclose(mats[0], mats[1])
     spec = SyntheticSpec(num_segments=4, points_per_segment=10, repeat_linearity=True)
     assert make_synthetic(spec)["y"].shape == (40, 5)
+
+
+@pytest.mark.parametrize(
+    "activation,target_dim,repeat",
+    [("xtanh", 3, False), ("xtanh", 6, False), ("leaky_relu", 6, True), ("none", 4, False)],
+)
+def test_unmix_recovers_the_true_factors(activation, target_dim, repeat):
+    spec = dataclasses.replace(
+        SMALL, activation=activation, target_dim=target_dim, repeat_linearity=repeat
+    )
+    data, mats = make_synthetic_with_mixing(spec)
+    for k, v in make_synthetic(spec).items():  # the same draw as make_synthetic
+        np.testing.assert_array_equal(data[k], v)
+    assert len(mats) == spec.mixing_layers
+    s = unmix(data["y"], mats, activation=activation, slope=spec.slope)
+    assert s.shape == data["s"].shape
+    # float32 targets through 3 layers (xtanh's inverse amplifies by up to 1/slope = 10)
+    np.testing.assert_allclose(s, data["s"], atol=2e-3 if activation == "xtanh" else 1e-4)
+    # a wrong inverse is visible: the wrong activation does not recover s
+    wrong = "none" if activation != "none" else "xtanh"
+    assert np.abs(unmix(data["y"], mats, activation=wrong, slope=0.1) - data["s"]).max() > 0.1
+    with pytest.raises(ValueError, match="activation"):
+        unmix(data["y"], mats, activation="relu", slope=0.1)

@@ -59,7 +59,14 @@ def test_smoke_run_resume_and_eval(tmp_path, capsys):
     for fig in on_disk["figures"]:
         with open(os.path.join(workdir, fig), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert len(on_disk["figures"]) == 2
+    assert sorted(os.path.basename(f) for f in on_disk["figures"]) == [
+        "correlation.png",
+        "inverse_convergence.png",
+        "scatter.png",
+        "traversal_factors.png",
+        "traversal_lines.png",
+    ]
+    assert on_disk["traversal/round_trip_max"] < 1e-4
 
 
 @pytest.mark.parametrize("variant", ["ivae", "vae", "isometry"])

@@ -51,13 +51,14 @@ from flax import nnx
 
 from jaxmr.data.arrays import load_paired_npz
 from jaxmr.data.shapes_task import shapes_arrays
-from jaxmr.data.synthetic import SyntheticSpec, make_synthetic
+from jaxmr.data.synthetic import SyntheticSpec, make_synthetic_with_mixing
 from jaxmr.losses import flow as flow_lib
 from jaxmr.losses import jacobian as jac_lib
 from jaxmr.losses import lapack_free
 from jaxmr.losses import vae as vae_lib
 from jaxmr.models.ivae import MLP, ConditionalPrior, GaussianEncoder, ResidualFlow
 from jaxmr.tasks.ivae.evaluators import MCCEvaluator
+from jaxmr.tasks.ivae.traversal import TraversalEvaluator
 from jaxmr.train.optim import build_optimizer
 from jaxmr.train.task import Phase, Task
 
@@ -70,6 +71,14 @@ ELBOS = ("beta_tc", "analytic")
 def load_data(data_cfg) -> dict[str, np.ndarray]:
     """Synthetic benchmark, rendered shapes or a user's `.npz`, as float32 `x`, `y` and (if
     known) `s`."""
+    return load_data_with_maps(data_cfg)[0]
+
+
+def load_data_with_maps(data_cfg) -> tuple[dict[str, np.ndarray], dict]:
+    """`load_data` and what maps a target back to something one can look at (for the
+    traversal evaluator): `{"pixels": basis, "size": S}` for shapes (the target's PCA basis,
+    `jaxmr.data.shapes_task.pca_images`), `{"unmix": matrices, "activation", "slope"}` for the
+    generated synthetic data (`jaxmr.data.synthetic.unmix`), `{}` for a user's `.npz`."""
     benchmark = data_cfg.get("benchmark", "synthetic")
     if benchmark not in BENCHMARKS:
         raise ValueError(f"config.data.benchmark must be one of {BENCHMARKS}, got {benchmark!r}")
@@ -84,18 +93,21 @@ def load_data(data_cfg) -> dict[str, np.ndarray]:
             query_dim=sh.query_dim,
             target_dim=sh.target_dim,
         )
-        return {k: arrays[k] for k in ("x", "y", "s")}
+        basis = {k: arrays[f"y_pca_{k}"] for k in ("mean", "components", "scale")}
+        return {k: arrays[k] for k in ("x", "y", "s")}, {"pixels": basis, "size": sh.size}
     if data_cfg.path:
-        return load_paired_npz(
+        arrays = load_paired_npz(
             data_cfg.path,
             query_key=data_cfg.query_key,
             target_key=data_cfg.target_key,
             factors_key=data_cfg.factors_key or None,
         )
+        return arrays, {}
     fields = {f.name for f in SyntheticSpec.__dataclass_fields__.values()}
     spec = SyntheticSpec(**{k: v for k, v in data_cfg.items() if k in fields})
-    arrays = make_synthetic(spec)
-    return {k: arrays[k] for k in ("x", "y", "s")}
+    arrays, mats = make_synthetic_with_mixing(spec)
+    maps = {"unmix": mats, "activation": spec.activation, "slope": spec.slope}
+    return {k: arrays[k] for k in ("x", "y", "s")}, maps
 
 
 class IVAEModel(nnx.Module):
@@ -205,7 +217,7 @@ def _check(cfg, arrays):
 
 
 def build_ivae(cfg) -> Task:
-    arrays = load_data(cfg.data)
+    arrays, maps = load_data_with_maps(cfg.data)
     _check(cfg, arrays)
     x_dim, y_dim = arrays["x"].shape[1], arrays["y"].shape[1]
     d = cfg.model.latent_dim
@@ -245,6 +257,11 @@ def build_ivae(cfg) -> Task:
         if projection is None:
             return y
         return (y - projection[0]) @ projection[1]
+
+    def unproject(v):  # the transpose of `project`: exact on the kept directions only
+        if projection is None:
+            return v
+        return v @ projection[1].T + projection[0]
 
     abstract = nnx.eval_shape(lambda: IVAEModel(cfg, x_dim, target_dim, rngs=nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
@@ -300,6 +317,9 @@ def build_ivae(cfg) -> Task:
                 seed=cfg.evals.mcc.seed,
             )
         )
+    traversal = _traversal_evaluator(cfg, arrays, maps, bind, project, unproject, projection)
+    if traversal is not None:
+        evaluators.append(traversal)
     return Task(
         name="ivae",
         init_fn=init_fn,
@@ -316,6 +336,44 @@ def build_ivae(cfg) -> Task:
             "num_examples": len(arrays["y"]),
             "bind": bind,
         },
+    )
+
+
+def _traversal_evaluator(cfg, arrays, maps, bind, project, unproject, projection):
+    """The traversal evaluator (`config.evals.traversal`, every_steps < 0: off), or None with
+    a message on stderr where the variant has nothing that decodes a latent."""
+    tcfg = cfg.evals.traversal
+    if tcfg.every_steps < 0:
+        return None
+    if cfg.model.variant not in ("implicit", "ivae", "vae"):
+        print(
+            f"traversal figures skipped: model.variant={cfg.model.variant!r} has neither an "
+            "invertible embedding nor a decoder to map a moved latent back to the target",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+    names = None
+    if cfg.data.get("benchmark", "synthetic") == "shapes":
+        names = tuple(cfg.data.shapes.shared)
+    return TraversalEvaluator(
+        "traversal",
+        bind=bind,
+        variant=cfg.model.variant,
+        latent_dim=cfg.model.latent_dim,
+        arrays=arrays,
+        maps=maps,
+        project=project,
+        unproject=unproject,
+        lossy=projection is not None,
+        every_steps=tcfg.every_steps,
+        num_points=tcfg.num_points,
+        num_steps=tcfg.num_steps,
+        span=tcfg.span,
+        num_iters=tcfg.num_iters,
+        max_examples=tcfg.max_examples,
+        seed=tcfg.seed,
+        factor_names=names,
     )
 
 
