@@ -3,7 +3,8 @@ baselines in the one trainer (`config.task = "retrieval"`, `config.method`).
 
 Data: `jaxmr.data.retrieval.load_retrieval_data` (the offline scenes benchmark or a local copy
 of the SCAN/NCR layout) with the training pairs re-paired by the configured noise. Batches are
-drawn over *captions*; each caption brings the features of the image it is paired with for
+drawn over *captions* (NCR-style: per network, one batch of its partner's clean set and one of
+the rest); each caption brings the features of the image it is paired with for
 training (by index, `IndexedPairSampler`), so an image's captions share its features.
 
 Methods (`config.method`):
@@ -11,7 +12,8 @@ Methods (`config.method`):
   infonce symmetric InfoNCE, one network, no noise handling;
   ncr     NCR-style: warm-up on all pairs, then each epoch per-sample losses -> 2-component
           GMM -> clean probability; with co-teaching (default) two networks each trained on the
-          other's split; soft margins from rectified labels (`objectives.ncr_loss`);
+          other's split; soft margins from rectified labels (`objectives.ncr_loss`); each
+          network draws its own labeled and unlabeled batches (`StreamPairSampler`);
   disncl  DisNCL (`jaxmr.tasks.retrieval.disncl`): MII/MEI heads, similarity in the MII
           subspace, soft many-to-many targets, L_Dis and L_reg with an estimator phase; the
           same GMM split, computed on MII similarities.
@@ -26,7 +28,7 @@ import numpy as np
 import optax
 
 from jaxmr.data.retrieval import load_retrieval_data
-from jaxmr.data.samplers import IndexedPairSampler
+from jaxmr.data.samplers import IndexedPairSampler, StreamPairSampler
 from jaxmr.models.pure import PureModule
 from jaxmr.tasks.retrieval import disncl, objectives
 from jaxmr.tasks.retrieval.evaluators import (
@@ -102,8 +104,14 @@ def build_retrieval(config, *, data=None) -> Task:
         "img_index": np.asarray(data.pairing.noisy_cap2img, np.int32),
     }
 
+    gathered = {"images": (train.images, "img_index")}
+
     def make_sampler(**kw):
-        sampler = IndexedPairSampler(pairs, {"images": (train.images, "img_index")}, **kw)
+        if method == "ncr":  # NCR's labeled and unlabeled loaders, per network
+            streams = objectives.ncr_streams(names)
+            sampler = StreamPairSampler(pairs, gathered, streams=streams, **kw)
+        else:
+            sampler = IndexedPairSampler(pairs, gathered, **kw)
         if splits:  # before the first split every pair is "clean" with probability 1
             for net in names:
                 ones = np.ones(len(train.tokens), np.float32)
