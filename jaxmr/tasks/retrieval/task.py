@@ -17,6 +17,9 @@ Methods (`config.method`):
   disncl  DisNCL (`jaxmr.tasks.retrieval.disncl`): MII/MEI heads, similarity in the MII
           subspace, soft many-to-many targets, L_Dis and L_reg with an estimator phase; the
           same GMM split, computed on MII similarities.
+Text encoder (`config.model.text_encoder`): `gru` (the family's Bi-GRU over the vocab) or
+`minilm` (the frozen MiniLM tower's sentence embedding of each raw caption, computed once and
+cached, then a trainable Linear; `text_features`).
 Model selection: dev rSum (similarities averaged over the networks); the best checkpoint is
 kept (`eval.py --checkpoint=best`).
 """
@@ -39,6 +42,7 @@ from jaxmr.tasks.retrieval.evaluators import (
 )
 from jaxmr.tasks.retrieval.nets import Nets
 from jaxmr.tasks.retrieval.split import make_split_hook
+from jaxmr.tasks.retrieval.text_features import with_text_features
 from jaxmr.train.optim import build_optimizer
 from jaxmr.train.task import Phase, Task
 
@@ -51,6 +55,8 @@ def build_retrieval(config, *, data=None) -> Task:
     if method not in METHODS:
         raise ValueError(f"config.method must be one of {METHODS}, got {method!r}")
     data = data if data is not None else load_retrieval_data(config.data)
+    if config.model.get("text_encoder", "gru") == "minilm" and data.train.tokens.dtype.kind == "i":
+        data = with_text_features(data, config.model.text_tower, cache_dir=config.data.cache_dir)
     splits = method in ("ncr", "disncl")
     co_teach = splits and bool(config.model.co_teaching)
     names = ("net_a", "net_b") if co_teach else ("net_a",)
