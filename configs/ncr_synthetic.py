@@ -4,9 +4,11 @@
   python eval.py  --config=configs/ncr_synthetic.py --workdir=runs/ncr --checkpoint=best
 
 Variants after a colon: `:smoke` (seconds; tests), `:method=vsepp|infonce|ncr`,
-`:noise=0.2` (ratio), `:convention=image`, `:size=study`. The benchmark (5,000 training
-images x 5 captions, 500 dev, 1,000 test; 36 regions x 128 features) is generated once into
-`~/.cache/jaxmr` (`--config.data.cache_dir`); the noise index goes next to it and is reused.
+`:noise=0.2` (ratio), `:convention=image`, `:size=study`, `:text=minilm` (the frozen MiniLM
+tower + a trainable projection instead of the Bi-GRU; docs/retrieval.md). The benchmark
+(5,000 training images x 5 captions, 500 dev, 1,000 test; 36 regions x 128 features) is
+generated once into `~/.cache/jaxmr` (`--config.data.cache_dir`); the noise index goes next
+to it and is reused.
 
 Schedule (the family's, scaled to the benchmark): batch 128, grad-clip 2, margin 0.2; 2 warm-up
 epochs, then 8 co-training epochs (unlabeled pairs from epoch 6). Changed from the published
@@ -22,8 +24,11 @@ from jaxmr.data.scenes import SIZES
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, smoke=False, method="ncr", noise=0.4, convention="caption", size="default")
+    a = parse_arg(
+        arg, smoke=False, method="ncr", noise=0.4, convention="caption", size="default", text="gru"
+    )
     config = retrieval_config(a.method)
+    config.model.text_encoder = a.text
     config.data.noise.ratio = a.noise
     config.data.noise.convention = a.convention
     config.data.scenes.size = "smoke" if a.smoke else a.size

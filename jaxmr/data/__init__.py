@@ -15,7 +15,7 @@ from jaxmr.data.noise import (
     make_or_load_noise,
 )
 from jaxmr.data.precomp import PrecompSplit, default_vocab_path, gather_rows, load_precomp
-from jaxmr.data.samplers import IndexedPairSampler
+from jaxmr.data.samplers import IndexedPairSampler, StreamPairSampler
 from jaxmr.data.scene_captions import tokenize_caption
 from jaxmr.data.scenes import ensure_scenes, load_scene_factors, write_scenes
 from jaxmr.data.shapes import cached_paired_shapes, make_paired_shapes
@@ -28,6 +28,7 @@ __all__ = [
     "IndexedPairSampler",
     "NoisyPairing",
     "PrecompSplit",
+    "StreamPairSampler",
     "SyntheticSpec",
     "Vocab",
     "apply_noise_index",

@@ -140,3 +140,67 @@ class IndexedPairSampler:
         out.update({k: v[idx] for k, v in self._extra.items() if k != SUBSET_KEY})
         out["index"] = idx.astype(np.int32)
         return out
+
+
+class StreamPairSampler(IndexedPairSampler):
+    """Several independent streams of pairs per step, each over the pairs a per-example value
+    selects: NCR's labeled and unlabeled loaders, one pair of them per network.
+
+    `streams = {stream: (key, wanted)}`: every step, stream `stream` brings `batch_size` pairs
+    drawn from the pairs whose per-example value `key` satisfies `(value > 0.5) == wanted`
+    (all pairs while `key` is unset or selects none: before NCR's first split). A batch holds,
+    for every stream, each pair array, gathered array and per-example value of its rows as
+    `"{stream}/{name}"`, and `"{stream}/index"`.
+
+    Epoch e of the k-th stream: permutations of its pairs drawn from `default_rng([seed, e,
+    k])`, concatenated until the epoch (`num_pairs // batch_size` steps, fixed) is full, so a
+    stream over a small split repeats pairs within an epoch and two streams over the same pairs
+    draw them in different orders. Batches stay a pure function of (seed, step, per-example
+    values), which checkpoints save: resume is bit-identical.
+    """
+
+    def __init__(self, pairs, gathered=None, *, streams, batch_size, seed, **kw):
+        super().__init__(pairs, gathered, batch_size=batch_size, seed=seed, **kw)
+        if not streams:
+            raise ValueError("StreamPairSampler needs at least one stream")
+        self.streams = {name: (str(key), bool(wanted)) for name, (key, wanted) in streams.items()}
+        self._stream_cache: dict[str, tuple[tuple, np.ndarray]] = {}
+
+    def stream_order(self, stream: str, epoch: int) -> np.ndarray:
+        key, wanted = self.streams[stream]
+        values = self._extra.get(key)
+        domain = None
+        if values is not None:
+            domain = np.flatnonzero((np.asarray(values) > 0.5) == wanted)
+            if not len(domain):
+                domain = None
+        cache_key = (epoch, None if domain is None else domain.tobytes())
+        hit = self._stream_cache.get(stream)
+        if hit is not None and hit[0] == cache_key:
+            return hit[1]
+        k = list(self.streams).index(stream)
+        rng = np.random.default_rng([self.seed, epoch, k])
+        need = self.steps_per_epoch * self.batch_size
+        domain = np.arange(self.num_examples) if domain is None else domain
+        reps = -(-need // len(domain))
+        order = np.concatenate([rng.permutation(domain) for _ in range(reps)])[:need]
+        self._stream_cache[stream] = (cache_key, order)
+        return order
+
+    def stream_indices(self, stream: str, step: int) -> np.ndarray:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        idx = self.stream_order(stream, epoch)[pos * self.batch_size : (pos + 1) * self.batch_size]
+        local = self.batch_size // self.process_count
+        return idx[self.process_index * local : (self.process_index + 1) * local]
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        out = {}
+        for stream in self.streams:
+            idx = self.stream_indices(stream, step)
+            rows = {k: v[idx] for k, v in self.pairs.items()}
+            for name, (source, index_name) in self.gathered.items():
+                rows[name] = gather_rows(source, self.pairs[index_name][idx])
+            rows.update({k: v[idx] for k, v in self._extra.items() if k != SUBSET_KEY})
+            rows["index"] = idx.astype(np.int32)
+            out.update({f"{stream}/{k}": v for k, v in rows.items()})
+        return out

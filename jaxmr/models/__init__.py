@@ -9,7 +9,7 @@ from jaxmr.models.critics import (
     SeparableCritic,
 )
 from jaxmr.models.ivae import MLP, ConditionalPrior, GaussianEncoder, ResidualFlow
-from jaxmr.models.retrieval import GRUTextEncoder, RegionEncoder
+from jaxmr.models.retrieval import GRUTextEncoder, ProjectedTextEncoder, RegionEncoder
 
 __all__ = [
     "MLP",
@@ -20,6 +20,7 @@ __all__ = [
     "GaussianConditional",
     "GaussianEncoder",
     "GRUTextEncoder",
+    "ProjectedTextEncoder",
     "RegionEncoder",
     "ResidualFlow",
     "SeparableCritic",

@@ -12,9 +12,13 @@ and tokenised captions.
   forward direction's state after the last word averaged with the backward direction's
   state after the first).
 
-Both take static shapes (``[B, R, F]`` regions; ``[B, L]`` int tokens and ``[B]`` lengths)
-and are jittable. Padding beyond a caption's length never changes its codes: the GRU stops
-updating past the length (``seq_lengths``) and padded word codes are zeroed.
+* :class:`ProjectedTextEncoder` is the text side over a frozen pretrained tower (MiniLM):
+  a trainable Linear from the tower's precomputed sentence embedding to D, then L2.
+
+All take static shapes (``[B, R, F]`` regions; ``[B, L]`` int tokens and ``[B]`` lengths;
+``[B, H]`` sentence embeddings) and are jittable. Padding beyond a caption's length never
+changes its codes: the GRU stops updating past the length (``seq_lengths``) and padded word
+codes are zeroed.
 """
 
 from __future__ import annotations
@@ -138,3 +142,36 @@ class GRUTextEncoder(nnx.Module):
         codes, mask = self.encode_words(tokens, lengths)
         count = jnp.maximum(jnp.sum(mask, axis=1, keepdims=True), 1)
         return l2_normalise(jnp.sum(codes, axis=1) / count)
+
+
+class ProjectedTextEncoder(nnx.Module):
+    """A trainable Linear H → D over precomputed sentence embeddings, then L2: the text side
+    when the text tower is frozen (e.g. MiniLM, whose mean-pooled outputs are computed once
+    per caption), so only this projection trains, as `RegionEncoder`'s Linear does for
+    precomputed region features.
+
+    Args:
+      feature_dim: H, width of the sentence embeddings (384 for all-MiniLM-L6-v2).
+      embed_dim: D.
+      rngs: ``nnx.Rngs``.
+    """
+
+    def __init__(self, feature_dim: int, embed_dim: int, *, rngs: nnx.Rngs):
+        self.fc = nnx.Linear(
+            feature_dim,
+            embed_dim,
+            kernel_init=nnx.initializers.xavier_uniform(),
+            bias_init=nnx.initializers.zeros_init(),
+            rngs=rngs,
+        )
+
+    def __call__(self, features: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
+        """``[B, H]`` sentence embeddings (``lengths`` is ignored: the retrieval nets pass
+        every text encoder (inputs, lengths)) → ``[B, D]`` unit-norm code."""
+        if features.ndim != 2:
+            raise ValueError(
+                f"ProjectedTextEncoder expects [B, H] sentence embeddings, got shape "
+                f"{features.shape}; with text_encoder='minilm' the split's text inputs must "
+                "be the frozen tower's features (jaxmr.tasks.retrieval.text_features)"
+            )
+        return l2_normalise(self.fc(features.astype(jnp.float32)))

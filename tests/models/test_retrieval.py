@@ -136,3 +136,21 @@ def test_gradients_are_finite_and_ignore_padding():
 def test_unknown_pool_is_an_error():
     with pytest.raises(ValueError, match="pool must be one of"):
         _text("max")
+
+
+def test_projected_text_encoder_is_a_linear_then_l2():
+    from jaxmr.models.dual_encoder import DualEncoder
+    from jaxmr.models.retrieval import ProjectedTextEncoder
+
+    enc = ProjectedTextEncoder(6, 4, rngs=nnx.Rngs(0))
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
+    manual = x @ np.asarray(enc.fc.kernel.value) + np.asarray(enc.fc.bias.value)
+    manual /= np.linalg.norm(manual, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(enc(jnp.asarray(x), None)), manual, rtol=1e-5)
+    with pytest.raises(ValueError, match="sentence embeddings"):
+        enc(jnp.zeros((3, 5, 6)))
+    dual = DualEncoder(8, 6, 4, text_encoder="minilm", rngs=nnx.Rngs(0))
+    assert isinstance(dual.text, ProjectedTextEncoder)
+    assert dual.encode_texts(jnp.asarray(x), jnp.ones(3, jnp.int32)).shape == (3, 4)
+    with pytest.raises(ValueError, match="text_encoder must be one of"):
+        DualEncoder(8, 6, 4, text_encoder="bert", rngs=nnx.Rngs(0))

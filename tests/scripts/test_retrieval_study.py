@@ -135,3 +135,24 @@ def test_two_tiny_runs_write_outputs_and_are_not_retrained(study, tmp_path, monk
     assert study.main(argv) == 0
     assert os.path.getmtime(result) == mtime
     assert study.main([f"--workdir={workdir}", "--report_only"]) == 0
+
+
+def test_training_split_auc_is_read_from_the_hook_rows(study, tmp_path):
+    rows = [
+        {"step": 10, "dev/rsum": 1.0},
+        {"step": 20, "hook/net_a/split_auc": 0.9, "hook/net_b/split_auc": 0.1},
+        {"step": 30, "hook/net_a/split_auc": 0.8},
+        {"step": 30, "hook/net_a/split_auc": 0.8},  # a resumed run logs an epoch again
+        {"step": 40, "hook/net_a/split_auc": 0.7},
+    ]
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        f.write("\n".join(json.dumps(r) for r in rows) + "\n")
+    got = study.hook_split_auc(str(tmp_path), best_step=40)  # epoch 30..40 used step 30's
+    assert got == {
+        "train_split_auc_first": 0.9,
+        "train_split_auc_mean": 0.8,
+        "train_split_auc_min": 0.7,
+        "train_split_auc_at_best": 0.8,
+    }
+    assert "train_split_auc_at_best" not in study.hook_split_auc(str(tmp_path), best_step=20)
+    assert study.hook_split_auc(str(tmp_path / "none"), best_step=1) == {}

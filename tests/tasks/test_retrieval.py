@@ -70,9 +70,12 @@ def test_training_batches_share_image_rows_by_index(cache):
     task = build_task(config)
     sampler = task.make_sampler(batch_size=16, seed=0)
     b = sampler.batch(3)
-    np.testing.assert_array_equal(
-        b["images"], np.asarray(data.train.images)[data.pairing.noisy_cap2img[b["index"]]]
-    )
+    for stream in ("l_net_a", "u_net_a", "l_net_b", "u_net_b"):  # NCR's loaders per network
+        np.testing.assert_array_equal(
+            b[f"{stream}/images"],
+            np.asarray(data.train.images)[data.pairing.noisy_cap2img[b[f"{stream}/index"]]],
+        )
+    assert not np.array_equal(b["l_net_a/index"], b["l_net_b/index"])  # each net its order
     assert isinstance(data.train.images, np.memmap)
     # The noise index is saved and reused: a second load gives the identical pairing.
     again = load_retrieval_data(config.data)

@@ -16,6 +16,9 @@ from jaxmr.train.evaluators import predict_arrays
 class Nets:
     """One `DualEncoder` (or `DisNCLNet`) per parameter group (`net_a`, and `net_b` when
     co-teaching); `encode_images`/`encode_texts` give the codes similarity is computed on.
+    `vocab_size` is the text input width: the vocab for the Bi-GRU, the sentence-embedding
+    width H with `model_cfg.text_encoder = "minilm"` (a split's `tokens` then hold [N, H]
+    frozen-tower embeddings, `jaxmr.tasks.retrieval.text_features`).
 
     `bind(params, net)` gives a module holding that group's parameters (inside jit);
     `embed(params, split)` returns host arrays of every image and caption code of a split.
@@ -32,6 +35,12 @@ class Nets:
     ):
         self.names = tuple(names)
         common = dict(word_dim=int(model_cfg.word_dim), pool=model_cfg.text_pool)
+        text_encoder = model_cfg.get("text_encoder", "gru")
+        if disentangled and text_encoder != "gru":
+            raise ValueError(
+                f"config.model.text_encoder={text_encoder!r} is wired for vsepp, infonce and "
+                "ncr; DisNCL's network builds its own Bi-GRU text encoder (use 'gru')"
+            )
         if disentangled:
             self._make = lambda rngs: DisNCLNet(
                 feature_dim,
@@ -45,7 +54,12 @@ class Nets:
             )
         else:
             self._make = lambda rngs: DualEncoder(
-                feature_dim, vocab_size, int(model_cfg.embed_dim), rngs=rngs, **common
+                feature_dim,
+                vocab_size,
+                int(model_cfg.embed_dim),
+                text_encoder=text_encoder,
+                rngs=rngs,
+                **common,
             )
         self.module = PureModule(self._make)
         self._embed_images = jax.jit(self._images_fn)

@@ -47,64 +47,72 @@ def infonce_loss(nets, net: str, loss_cfg):
     return loss_fn
 
 
-def ncr_loss(nets, net: str, partner: str, loss_cfg):
-    """NCR-style training of `net`, split by `partner` (co-teaching; `partner == net` without).
+def ncr_streams(names) -> dict[str, tuple[str, bool]]:
+    """NCR's loaders as `StreamPairSampler` streams: network n trains on `l_<n>` (the pairs
+    its partner's split calls clean) and `u_<n>` (the rest); each network its own order."""
+    out = {}
+    for net in names:
+        partner = names[1 - names.index(net)] if len(names) == 2 else net
+        out[f"l_{net}"] = (f"clean_pred_{partner}", True)
+        out[f"u_{net}"] = (f"clean_pred_{partner}", False)
+    return out
 
-    Warm-up (epoch < loss.warmup_epochs): the triplet loss with the MEAN over negatives on all
-    pairs. Then, with the partner's clean set C (its GMM probability w > p_threshold, carried
-    per pair as `clean_pred_<partner>`) as NCR's labeled set and the rest as its unlabeled set:
-      labeled:   y = w + (1 - w) * pred_net(C)             (label rectification, stop-grad)
-      unlabeled: y = (pred_net(U) + pred_partner(U)) / 2   (from loss.unlabeled_start_epoch)
+
+def _stream_scores(nets, params, net: str, batch, stream: str) -> jax.Array:
+    sub = {k: batch[f"{stream}/{k}"] for k in ("images", "tokens", "lengths")}
+    return batch_scores(nets, params, net, sub)
+
+
+def ncr_loss(nets, net: str, partner: str, loss_cfg):
+    """NCR-style training of `net`, split by `partner` (co-teaching; `partner == net` without),
+    on the batches of `ncr_streams`: `l_<net>` (the partner's clean set C: its GMM probability
+    w > p_threshold) and `u_<net>` (the rest, U), `batch_size` pairs each, as NCR's two loaders.
+
+    Warm-up (epoch < loss.warmup_epochs, when C is every pair): the triplet loss with the MEAN
+    over negatives (NCR's `mode="warmup"`). Then:
+      labeled:   y = w + (1 - w) * pred_net(C batch)             (label rectification)
+      unlabeled: y = (pred_net(U batch) + pred_partner(U batch)) / 2
+                 (from loss.unlabeled_start_epoch; NCR: half of the co-training epochs)
     each trained with the hardest-negative triplet loss at soft margins alpha * s(y)
-    (`ncr_soft_margin`), each set's negatives drawn from the same set, losses summed.
-    NCR draws the labeled and unlabeled batches from separate loaders; here one batch is split
-    by mask (see docs/retrieval.md).
+    (`ncr_soft_margin`), summed over its batch; the two losses are added. Labels come from
+    stop-gradient scores (NCR predicts them in eval mode under no_grad). The unlabeled batch is
+    encoded only once it is used (`lax.cond`).
     """
+    margin = loss_cfg.margin
+    lab, unl = f"l_{net}", f"u_{net}"
+
+    def soft(y):
+        return ncr_soft_margin(y, margin=margin, kind=loss_cfg.soft_margin)
+
+    def unlabeled(params, batch):
+        scores = _stream_scores(nets, params, net, batch, unl)
+        y = ncr_label_prediction(jax.lax.stop_gradient(scores), margin=margin)
+        if partner != net:
+            other = _stream_scores(nets, params, partner, batch, unl)
+            y = 0.5 * (y + ncr_label_prediction(jax.lax.stop_gradient(other), margin=margin))
+        loss = jnp.sum(triplet_hinge_loss(scores, margin=soft(y)))
+        return loss, jnp.mean(y)
+
+    def skip(params, batch):
+        return jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
 
     def loss_fn(params, batch, ctx):
-        scores = batch_scores(nets, params, net, batch)
+        scores = _stream_scores(nets, params, net, batch, lab)
         warm = ctx.epoch < loss_cfg.warmup_epochs
-        warm_loss = jnp.sum(
-            triplet_hinge_loss(scores, margin=loss_cfg.margin, hardest_negative=False)
-        )
-        clean = batch[f"clean_pred_{partner}"] > 0.5
-        prob = batch[f"clean_prob_{partner}"]
-        sg = jax.lax.stop_gradient(scores)
-        pred_l = ncr_label_prediction(sg, margin=loss_cfg.margin, where=clean)
+        warm_loss = jnp.sum(triplet_hinge_loss(scores, margin=margin, hardest_negative=False))
+        prob = batch[f"{lab}/clean_prob_{partner}"]
+        pred_l = ncr_label_prediction(jax.lax.stop_gradient(scores), margin=margin)
         y_l = prob + (1.0 - prob) * pred_l
-        loss_l = jnp.sum(
-            triplet_hinge_loss(
-                scores,
-                margin=ncr_soft_margin(y_l, margin=loss_cfg.margin, kind=loss_cfg.soft_margin),
-                where=clean,
-            )
-        )
-        noisy = ~clean
-        if partner != net:
-            other = jax.lax.stop_gradient(batch_scores(nets, params, partner, batch))
-            y_u = 0.5 * (
-                ncr_label_prediction(sg, margin=loss_cfg.margin, where=noisy)
-                + ncr_label_prediction(other, margin=loss_cfg.margin, where=noisy)
-            )
-        else:
-            y_u = ncr_label_prediction(sg, margin=loss_cfg.margin, where=noisy)
-        loss_u = jnp.sum(
-            triplet_hinge_loss(
-                scores,
-                margin=ncr_soft_margin(y_u, margin=loss_cfg.margin, kind=loss_cfg.soft_margin),
-                where=noisy,
-            )
-        )
-        use_u = (ctx.epoch >= loss_cfg.unlabeled_start_epoch) & (jnp.sum(noisy) > 1)
-        train_loss = loss_l + jnp.where(use_u, loss_u, 0.0)
-        loss = jnp.where(warm, warm_loss, train_loss)
-        n_clean = jnp.maximum(jnp.sum(clean), 1)
+        loss_l = jnp.sum(triplet_hinge_loss(scores, margin=soft(y_l)))
+        use_u = (~warm) & (ctx.epoch >= loss_cfg.unlabeled_start_epoch)
+        loss_u, y_u_mean = jax.lax.cond(use_u, unlabeled, skip, params, batch)
+        loss = jnp.where(warm, warm_loss, loss_l + loss_u)
         return loss, {
             "warmup": warm.astype(jnp.float32),
             "loss_labeled": loss_l,
             "loss_unlabeled": loss_u,
-            "labeled_fraction": jnp.mean(clean.astype(jnp.float32)),
-            "rectified_label_mean": jnp.sum(jnp.where(clean, y_l, 0.0)) / n_clean,
+            "rectified_label_mean": jnp.mean(y_l),
+            "unlabeled_label_mean": y_u_mean,
             "mean_positive": jnp.mean(jnp.diagonal(scores)),
         }
 

@@ -3,7 +3,8 @@ baselines in the one trainer (`config.task = "retrieval"`, `config.method`).
 
 Data: `jaxmr.data.retrieval.load_retrieval_data` (the offline scenes benchmark or a local copy
 of the SCAN/NCR layout) with the training pairs re-paired by the configured noise. Batches are
-drawn over *captions*; each caption brings the features of the image it is paired with for
+drawn over *captions* (NCR-style: per network, one batch of its partner's clean set and one of
+the rest); each caption brings the features of the image it is paired with for
 training (by index, `IndexedPairSampler`), so an image's captions share its features.
 
 Methods (`config.method`):
@@ -11,10 +12,14 @@ Methods (`config.method`):
   infonce symmetric InfoNCE, one network, no noise handling;
   ncr     NCR-style: warm-up on all pairs, then each epoch per-sample losses -> 2-component
           GMM -> clean probability; with co-teaching (default) two networks each trained on the
-          other's split; soft margins from rectified labels (`objectives.ncr_loss`);
+          other's split; soft margins from rectified labels (`objectives.ncr_loss`); each
+          network draws its own labeled and unlabeled batches (`StreamPairSampler`);
   disncl  DisNCL (`jaxmr.tasks.retrieval.disncl`): MII/MEI heads, similarity in the MII
           subspace, soft many-to-many targets, L_Dis and L_reg with an estimator phase; the
           same GMM split, computed on MII similarities.
+Text encoder (`config.model.text_encoder`): `gru` (the family's Bi-GRU over the vocab) or
+`minilm` (the frozen MiniLM tower's sentence embedding of each raw caption, computed once and
+cached, then a trainable Linear; `text_features`).
 Model selection: dev rSum (similarities averaged over the networks); the best checkpoint is
 kept (`eval.py --checkpoint=best`).
 """
@@ -26,7 +31,7 @@ import numpy as np
 import optax
 
 from jaxmr.data.retrieval import load_retrieval_data
-from jaxmr.data.samplers import IndexedPairSampler
+from jaxmr.data.samplers import IndexedPairSampler, StreamPairSampler
 from jaxmr.models.pure import PureModule
 from jaxmr.tasks.retrieval import disncl, objectives
 from jaxmr.tasks.retrieval.evaluators import (
@@ -37,6 +42,7 @@ from jaxmr.tasks.retrieval.evaluators import (
 )
 from jaxmr.tasks.retrieval.nets import Nets
 from jaxmr.tasks.retrieval.split import make_split_hook
+from jaxmr.tasks.retrieval.text_features import with_text_features
 from jaxmr.train.optim import build_optimizer
 from jaxmr.train.task import Phase, Task
 
@@ -49,6 +55,8 @@ def build_retrieval(config, *, data=None) -> Task:
     if method not in METHODS:
         raise ValueError(f"config.method must be one of {METHODS}, got {method!r}")
     data = data if data is not None else load_retrieval_data(config.data)
+    if config.model.get("text_encoder", "gru") == "minilm" and data.train.tokens.dtype.kind == "i":
+        data = with_text_features(data, config.model.text_tower, cache_dir=config.data.cache_dir)
     splits = method in ("ncr", "disncl")
     co_teach = splits and bool(config.model.co_teaching)
     names = ("net_a", "net_b") if co_teach else ("net_a",)
@@ -102,8 +110,14 @@ def build_retrieval(config, *, data=None) -> Task:
         "img_index": np.asarray(data.pairing.noisy_cap2img, np.int32),
     }
 
+    gathered = {"images": (train.images, "img_index")}
+
     def make_sampler(**kw):
-        sampler = IndexedPairSampler(pairs, {"images": (train.images, "img_index")}, **kw)
+        if method == "ncr":  # NCR's labeled and unlabeled loaders, per network
+            streams = objectives.ncr_streams(names)
+            sampler = StreamPairSampler(pairs, gathered, streams=streams, **kw)
+        else:
+            sampler = IndexedPairSampler(pairs, gathered, **kw)
         if splits:  # before the first split every pair is "clean" with probability 1
             for net in names:
                 ones = np.ones(len(train.tokens), np.float32)
