@@ -199,7 +199,8 @@ def soft_correspondence_targets(
     row; a noisy pair (w_i ≈ 0) without near neighbours gets an almost empty row and drops out
     of the loss instead of being pulled toward arbitrary partners.
     Absolute affinities have no scale, though: codes that start (or collapse) close together
-    make every neighbour count and the targets uniform, a fixed point training does not leave.
+    make every neighbour count and the targets uniform, a fixed point training does not leave
+    (DisNCL at lambda = 1 collapsed so: docs/results_retrieval.md).
 
     ``gate="mutual"`` is scale-free: pair i's only neighbour is j when j is i's nearest
     neighbour in *both* modalities (j = argmax_k A^a_ik = argmax_k A^b_ik), and
