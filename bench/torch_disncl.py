@@ -276,8 +276,8 @@ def load_jax_params(peer: TorchDisNCLStep, params: dict) -> None:
     """Copies the library's parameters (flattened `group/.../leaf` keys, numpy) into the peer."""
 
     def t(key, transpose=False):
-        a = torch.as_tensor(np.asarray(params[key]), dtype=torch.float32)
-        return (a.T if transpose else a).contiguous().to(peer.device)
+        a = torch.tensor(np.asarray(params[key]), dtype=torch.float32)  # a copy: peers
+        return (a.T if transpose else a).contiguous().to(peer.device)  # never share weights
 
     def linear(layer, prefix):
         layer.weight.data = t(f"{prefix}/kernel", True)
