@@ -2,8 +2,8 @@
 two co-trained networks, loss terms and CLUB estimator step (`bench/torch_disncl.py`), eager and
 `torch.compile`d, timed in interleaved rounds.
 
-    TV=/tmp/torchvenv/lib/python3.11/site-packages   # torch 2.13.0+cpu (bench/README.md)
-    PYTHONPATH=$PWD:$TV .venv/bin/python bench/disncl_step.py --shapes offline,paper
+    TV=/tmp/tv-dperf/lib/python3.11/site-packages   # torch 2.13.0+cpu (bench/README.md)
+    PYTHONPATH=$PWD:$TV .venv/bin/python bench/disncl_step.py   # paper, then offline shapes
     python bench/disncl_step.py --json OUT.json --dry-run   # tiny shapes, CPU (accelerator.sh)
 
 Shapes (the JAX step is `build_task(config)` + `jit_train_step`, as `jaxmr.train.loop` builds
