@@ -312,14 +312,13 @@ def markdown(results: dict) -> str:
             )
         lines.append("")
     dn = s.get("disncl", {})
-    lines.append(
-        "DisNCL step: "
-        + (
-            dn.get("skipped")
-            or dn.get("error")
-            or json.dumps(dn.get("result", {}).get("markdown", dn.get("result")))
+    table = dn.get("result", {}).get("markdown")
+    if isinstance(table, str):
+        lines += ["DisNCL step (bench/disncl_step.py):", "", table]
+    else:
+        lines.append(
+            "DisNCL step: " + (dn.get("skipped") or dn.get("error") or json.dumps(dn.get("result")))
         )
-    )
     for name, sec in s.items():
         if "error" in sec or "skipped" in sec and name != "disncl":
             lines.append(f"Section {name}: {sec.get('error') or sec.get('skipped')}")

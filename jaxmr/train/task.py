@@ -26,8 +26,10 @@ Contract, point by point (each has a test in `tests/train/test_contract.py`):
 7. Evaluators may name a metric to keep the best checkpoint by (`Task.best_metric`, with
    `best_mode`), next to the last N; `eval.py --checkpoint=best|latest`.
 8. Alternating estimator and encoder updates is done with phases (an estimator phase that
-   owns the estimator's group, then the encoder phase); the objectives for such phases are in
-   `jaxmr.losses` (e.g. `club_estimator_loss`).
+   owns the estimator's group, before or after the encoder phase; after it, the estimator can
+   fit on stop-gradient codes the encoder phase passes on through the carry instead of running
+   the encoder again, as DisNCL does); the objectives for such phases are in `jaxmr.losses`
+   (e.g. `club_estimator_loss`).
 9. Evaluators implement `Evaluator`: `run(params) -> dict[str, float]` during training and
    `evaluate(params, out_dir) -> (metrics, figure_paths)` for eval.py.
 """

@@ -9,6 +9,7 @@ from configs import disncl_synthetic
 from jaxmr.evaluate import evaluate
 from jaxmr.tasks import build_task
 from jaxmr.tasks.retrieval.evaluators import heldout_gaussian_mi
+from jaxmr.tasks.retrieval.nets import Nets
 from jaxmr.train import loop
 from jaxmr.train import mesh as mesh_lib
 from jaxmr.train import step as step_lib
@@ -30,14 +31,16 @@ def _config(cache, arg="smoke", **overrides):
 
 def test_estimator_phase_updates_only_the_estimators(cache):
     task = build_task(_config(cache, **{"loss.est_repeats": 3}))
-    assert [p.name for p in task.phases] == ["est", "net_a", "net_b"]
-    assert task.phases[0].repeats == 3
-    est_only = Task(**{**task.__dict__, "phases": (task.phases[0],)})
-    batch = task.make_sampler(batch_size=16, seed=0).batch(0)
+    assert [p.name for p in task.phases] == ["net_a", "net_b", "est"]
+    assert task.phases[2].repeats == 3
+    est_only = Task(**{**task.__dict__, "phases": (task.phases[2],)})
+    batch = task.make_sampler(batch_size=32, seed=0).batch(0)
     mesh = mesh_lib.make_data_mesh(1)
-    before = jax.device_get(step_lib.init_state(task, jax.random.key(0), mesh))
+    # One full step first, so that the carry holds the codes the estimator phase fits on.
     state = step_lib.init_state(task, jax.random.key(0), mesh)
-    after, m = jax.jit(step_lib.make_train_step(est_only))(state, batch, jax.random.key(1))
+    state, _ = jax.jit(step_lib.make_train_step(task))(state, batch, jax.random.key(1))
+    before = jax.device_get(state)
+    after, m = jax.jit(step_lib.make_train_step(est_only))(state, batch, jax.random.key(2))
     after = jax.device_get(after)
     for net in ("net_a", "net_b"):
         for x, y in zip(
@@ -53,6 +56,31 @@ def test_estimator_phase_updates_only_the_estimators(cache):
         ]
         assert any(changed), g
     assert "est/net_a/image_est_loss" in m
+
+
+def test_estimator_fits_the_codes_of_the_encoders_before_their_update(cache):
+    """The encoder phases hand their stop-gradient codes to the estimator phase through the
+    carry: after a step the carry holds the codes of the step's *initial* parameters."""
+    config = _config(cache)
+    task = build_task(config)
+    batch = task.make_sampler(batch_size=32, seed=0).batch(0)
+    mesh = mesh_lib.make_data_mesh(1)
+    state = step_lib.init_state(task, jax.random.key(0), mesh)
+    init = jax.device_get(state)
+    dims = (batch["images"].shape[-1], task.info["data"].vocab_size)
+    nets = Nets(config.model, *dims, task.info["nets"], disentangled=True)
+    after, _ = jax.jit(step_lib.make_train_step(task))(state, batch, jax.random.key(1))
+    after = jax.device_get(after)
+    for net in nets.names:
+        model = nets.bind(init.params, net)
+        codes = after.carry[f"codes_{net}"]
+        img = model.image_codes(batch["images"])
+        txt = model.text_codes(batch["tokens"], batch["lengths"])
+        for k in ("s", "x"):
+            np.testing.assert_allclose(codes[f"image_{k}"], img[k], atol=1e-5)
+            np.testing.assert_allclose(codes[f"text_{k}"], txt[k], atol=1e-5)
+        moved = nets.bind(after.params, net).image_codes(batch["images"])["s"]
+        assert np.abs(np.asarray(moved) - codes["image_s"]).max() > 1e-4  # the nets did move
 
 
 def test_every_term_is_logged_and_finite(cache):

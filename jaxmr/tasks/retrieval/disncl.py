@@ -13,10 +13,13 @@ CLUB conditional q(x_m | s_m) or a density-ratio discriminator per modality):
   L_reg      I(s_m; x_m): CLUB-sample upper bound under the estimator's q (`loss.reg="club"`)
              or the discriminator's loss through gradient reversal ("adversarial")
   total      matching + lambda_dis L_Dis + lambda_reg L_reg
-The estimator phase (run `loss.est_repeats` times per step) fits q (or the discriminator) on
-stop-gradient codes and updates nothing else. The clean probability comes from the epoch hook's
-GMM on per-sample losses in the MII subspace, from the partner network when co-teaching.
-Every term is logged.
+Phase order: the encoder phases first (`net_a`, `net_b`), each under the estimator as it was at
+the start of the step, each writing its stop-gradient codes {s, x} per modality to the carry
+(`codes_<net>`); then the estimator phase (run `loss.est_repeats` times per step) fits q (or the
+discriminator) on those codes and updates nothing else. The networks' forward pass is thus
+computed once per step, inside the encoder phases (docs/disncl.md, "CLUB-sample in its own
+phase"). The clean probability comes from the epoch hook's GMM on per-sample losses in the MII
+subspace, from the partner network when co-teaching. Every term is logged.
 """
 
 from __future__ import annotations
@@ -79,16 +82,34 @@ def _clean_prob(batch, partner, warm):
     return jnp.where(warm, jnp.ones_like(w), w)
 
 
-def estimator_loss(nets, est, names, loss_cfg):
-    """The estimator phase: fit each net's q(x_m|s_m) (or discriminator) on stop-gradient codes."""
+def codes_carry_name(net: str) -> str:
+    """The carried entry through which encoder phase `net` hands its codes to the estimator."""
+    return f"codes_{net}"
+
+
+def init_codes_carry(names, batch_size: int, mii_dim: int, mei_dim: int) -> dict:
+    """Zero codes of the global batch, one entry per network (`codes_carry_name`): the carried
+    state the encoder phases overwrite every step before the estimator phase reads it."""
+    dims = {"s": mii_dim, "x": mei_dim}
+    one = {
+        f"{m}_{k}": jnp.zeros((batch_size, d), jnp.float32)
+        for m in MODALITIES
+        for k, d in dims.items()
+    }
+    return {codes_carry_name(n): dict(one) for n in names}
+
+
+def estimator_loss(est, names, loss_cfg):
+    """The estimator phase: fit each net's q(x_m|s_m) (or discriminator) on the stop-gradient
+    codes the encoder phases of this step left in the carry (no forward pass of the nets)."""
 
     def loss_fn(params, batch, ctx):
         total, aux = 0.0, {}
         for net in names:
-            _, img, txt = _codes(nets, params, net, batch)
+            codes = ctx.carry[codes_carry_name(net)]
             e = est.bind(params[f"est_{net}"])
-            for m, c in zip(MODALITIES, (img, txt), strict=True):
-                s, x = jax.lax.stop_gradient(c["s"]), jax.lax.stop_gradient(c["x"])
+            for m in MODALITIES:
+                s, x = codes[f"{m}_s"], codes[f"{m}_x"]
                 if loss_cfg.reg == "club":
                     mu, logvar = getattr(e, m)(s)
                     val = jnp.mean(club_estimator_loss(mu, logvar, x))
@@ -146,7 +167,8 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
             crit = model.critic_scores(c["x"], jax.lax.stop_gradient(c["h"]), m)
             l_x = l_x - jnp.mean(infonce_lower_bound(crit))
         l_dis = loss_cfg.gamma * l_s + (1.0 - loss_cfg.gamma) * l_x
-        # L_reg: I(s_m; x_m) under the (frozen here) estimator.
+        # L_reg: I(s_m; x_m) under the estimator as it was at the start of the step (frozen
+        # here; the estimator phase runs after the encoder phases).
         e = est.bind(params[f"est_{net}"])
         l_reg = 0.0
         for i, (m, c) in enumerate(zip(MODALITIES, (img, txt), strict=True)):
@@ -160,7 +182,13 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
                 )
                 l_reg = l_reg + d_loss  # reversed: the encoders maximise the discriminator's loss
         loss = match + loss_cfg.lambda_dis * l_dis + loss_cfg.lambda_reg * l_reg
+        codes = {
+            f"{m}_{k}": jax.lax.stop_gradient(c[k])
+            for m, c in zip(MODALITIES, (img, txt), strict=True)
+            for k in ("s", "x")
+        }
         return loss, {
+            "carry": {codes_carry_name(net): codes},
             "match": match,
             "L_S": l_s,
             "L_S_infonce": s_nce,

@@ -67,8 +67,8 @@ def build_retrieval(config, *, data=None) -> Task:
     optimizer = build_optimizer(config.optim, config.schedule, config.total_steps)
     optimizers = {n: optimizer for n in names}
 
-    phases = []
     est = None
+    est_phase = None
     if disent:
         m = config.model
         est = PureModule(
@@ -83,15 +83,16 @@ def build_retrieval(config, *, data=None) -> Task:
         est_groups = tuple(f"est_{n}" for n in names)
         for g in est_groups:
             optimizers[g] = optax.adam(float(loss_cfg.est_learning_rate))
-        phases.append(
-            Phase(
-                "est",
-                est_groups,
-                disncl.estimator_loss(nets, est, names, loss_cfg),
-                repeats=int(loss_cfg.est_repeats),
-            )
+        # After the encoder phases: it fits on the codes they computed (docs/disncl.md).
+        est_phase = Phase(
+            "est",
+            est_groups,
+            disncl.estimator_loss(est, names, loss_cfg),
+            repeats=int(loss_cfg.est_repeats),
         )
+    phases = []
     for net in names:
+        carries = ()
         if method == "vsepp":
             fn = objectives.vsepp_loss(nets, net, loss_cfg)
         elif method == "infonce":
@@ -100,9 +101,12 @@ def build_retrieval(config, *, data=None) -> Task:
             partner = names[1 - names.index(net)] if co_teach else net
             if disent:
                 fn = disncl.disncl_loss(nets, est, net, partner, loss_cfg)
+                carries = (disncl.codes_carry_name(net),)
             else:
                 fn = objectives.ncr_loss(nets, net, partner, loss_cfg)
-        phases.append(Phase(net, (net,), fn))
+        phases.append(Phase(net, (net,), fn, carries=carries))
+    if est_phase is not None:
+        phases.append(est_phase)
 
     pairs = {
         "tokens": train.tokens,
@@ -174,6 +178,12 @@ def build_retrieval(config, *, data=None) -> Task:
                 params[f"est_{n}"] = est.init(jax.random.fold_in(key, 100 + i))
         return params
 
+    init_carry = None
+    if disent:
+        init_carry = lambda key: disncl.init_codes_carry(
+            names, int(config.batch_size), int(config.model.mii_dim), int(config.model.mei_dim)
+        )
+
     hook = None
     if splits:
         hook = make_split_hook(nets, data, loss_cfg, batch_size=config.batch_size, seed=config.seed)
@@ -186,6 +196,7 @@ def build_retrieval(config, *, data=None) -> Task:
         predict_fn=predict_fn,
         evaluators=tuple(evaluators),
         epoch_hook=hook,
+        init_carry=init_carry,
         make_sampler=make_sampler,
         best_metric="dev/rsum",
         best_mode="max",
