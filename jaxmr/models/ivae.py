@@ -210,8 +210,8 @@ class ResidualFlow(nnx.Module):
             series + Hutchinson), or `none` (skip the branches' log dets, e.g. for the
             injective-flow form; the affine and linear layers' log dets are still added).
           spectral: `exact` (formed J, `lapack_free.spectral_norm_gram`: 1,024 power steps
-            on J^T J by repeated squaring) or `power` (JVP/VJP power iteration, J never
-            formed).
+            on J^T J by repeated squaring), `power` (JVP/VJP power iteration, J never
+            formed), or `none` (no norms: `sigmas` is `[B, 0]`).
           jacobian_mode: how the exact terms' per-example Jacobians are formed: `auto`
             from each branch's weights and activation slopes (`mlp_jacobian_transposed`:
             D JVPs' worth of matmuls, all blocks batched, no second forward pass), or by
@@ -220,10 +220,10 @@ class ResidualFlow(nnx.Module):
         Returns:
           (z `[B, D]`, log_det `[B]`, sigmas `[B, K]`).
         """
-        if logdet not in ("exact", "series", "none") or spectral not in ("exact", "power"):
+        if logdet not in ("exact", "series", "none") or spectral not in ("exact", "power", "none"):
             raise ValueError(
-                f"logdet must be exact|series|none and spectral exact|power, got {logdet!r}, "
-                f"{spectral!r}"
+                f"logdet must be exact|series|none and spectral exact|power|none, got "
+                f"{logdet!r}, {spectral!r}"
             )
         b = y.shape[0]
         total = jnp.zeros((b,), y.dtype) + self.linear_log_det()
@@ -284,6 +284,8 @@ class ResidualFlow(nnx.Module):
                 total = total + jnp.sum(lapack_free.log_abs_det_identity_plus(jac), axis=0)
             if spectral == "exact":
                 return y, total, jnp.moveaxis(lapack_free.spectral_norm_gram(jac), 0, -1)
+        if spectral == "none":
+            return y, total, jnp.zeros((b, 0), y.dtype)
         return y, total, jnp.stack(sigmas, axis=-1)
 
     def inverse(self, z: jax.Array, *, num_iters: int = 100) -> jax.Array:

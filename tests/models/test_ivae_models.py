@@ -102,6 +102,12 @@ def test_flow_rejects_unknown_jacobian_term_kinds():
         flow.forward_with_jacobian_terms(y, jax.random.key(0), spectral="svd")
     with pytest.raises(ValueError, match="logdet"):
         flow.forward_with_jacobian_terms(y, jax.random.key(0), logdet="lu")
+    # `none` skips the norms (the terms of the logdet alone), not the log det.
+    z, logdet, sigmas = flow.forward_with_jacobian_terms(y, jax.random.key(0), spectral="none")
+    z0, logdet0, _ = flow.forward_with_jacobian_terms(y, jax.random.key(0))
+    assert sigmas.shape == (2, 0)
+    np.testing.assert_allclose(logdet, logdet0, rtol=1e-6)
+    np.testing.assert_allclose(z, z0, rtol=1e-6)
 
 
 def test_flow_density_integrates_to_one():
