@@ -17,6 +17,7 @@ from jaxmr.losses.flow import (
     change_of_variables_log_likelihood,
     injective_flow_log_likelihood,
     isotropic_log_prob,
+    residual_flow_jacobian_terms,
 )
 from jaxmr.losses.gradient_reversal import gradient_reversal
 from jaxmr.losses.jacobian import (
@@ -97,6 +98,7 @@ __all__ = [
     "orthogonality_penalty",
     "orthogonality_penalty_probe",
     "reparameterize",
+    "residual_flow_jacobian_terms",
     "separable_scores",
     "soft_correspondence_targets",
     "soft_target_cross_entropy",

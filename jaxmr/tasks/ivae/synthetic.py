@@ -384,9 +384,11 @@ def projection_warning(variances: np.ndarray, d: int, *, min_gap: float = 1.5) -
 
 def _implicit_loss(model, x, y, key, d, loss_cfg, beta, gamma):
     injective = getattr(model, "target_mode", "full") == "injective" and y.shape[-1] > d
-    z_full, logdet, sigmas = model.flow.forward_with_jacobian_terms(
-        y,
+    z_full, linear_log_det, blocks = model.flow.forward_with_blocks(y)
+    logdet, sigmas = flow_lib.residual_flow_jacobian_terms(
+        blocks,
         key,
+        linear_log_det=linear_log_det,
         logdet="none" if injective else loss_cfg.logdet,
         spectral=loss_cfg.spectral,
         jacobian_mode=loss_cfg.jacobian_mode,
