@@ -57,6 +57,7 @@ from jaxmr.losses import jacobian as jac_lib
 from jaxmr.losses import lapack_free
 from jaxmr.losses import vae as vae_lib
 from jaxmr.models.ivae import MLP, ConditionalPrior, GaussianEncoder, ResidualFlow
+from jaxmr.models.pure import PureModule
 from jaxmr.tasks.ivae.evaluators import MCCEvaluator
 from jaxmr.train.optim import build_optimizer
 from jaxmr.train.task import Phase, Task
@@ -150,6 +151,22 @@ class IVAEModel(nnx.Module):
             self.decoder = MLP(
                 d, tuple(m.decoder.hidden), y_dim, activation=m.decoder.activation, rngs=rngs
             )
+
+
+def ivae_params(cfg, x_dim: int, y_dim: int, *, linear_init=None):
+    """(init_fn, bind) of the `IVAEModel` of `cfg` as the trainer's `model` group: `init_fn(key)`
+    gives `{"model": pure dict}`, `bind(params)` the module holding `params["model"]`.
+    `linear_init` (mean `[D]`, rotation `[D, D]`) sets the flow's first linear layer."""
+
+    def make(rngs):
+        model = IVAEModel(cfg, x_dim, y_dim, rngs=rngs)
+        if linear_init is not None:
+            model.flow.linear_bias[...] = jnp.asarray(linear_init[0])
+            model.flow.linear_weight[...] = jnp.asarray(linear_init[1])
+        return model
+
+    module = PureModule(make)
+    return (lambda key: {"model": module.init(key)}), (lambda params: module.bind(params["model"]))
 
 
 def _check(cfg, arrays):
@@ -246,25 +263,11 @@ def build_ivae(cfg) -> Task:
             return y
         return (y - projection[0]) @ projection[1]
 
-    abstract = nnx.eval_shape(lambda: IVAEModel(cfg, x_dim, target_dim, rngs=nnx.Rngs(0)))
-    graphdef, abstract_state = nnx.split(abstract)
-
     linear_init = None
     if variant == "implicit" and cfg.model.flow.get("linear", False):
         if cfg.model.flow.get("linear_init", "identity") == "pca":
             linear_init = pca_rotation(np.asarray(project(arrays["y"])))
-
-    def init_fn(key):
-        model = IVAEModel(cfg, x_dim, target_dim, rngs=nnx.Rngs(key))
-        if linear_init is not None:
-            model.flow.linear_bias[...] = jnp.asarray(linear_init[0])
-            model.flow.linear_weight[...] = jnp.asarray(linear_init[1])
-        return {"model": nnx.to_pure_dict(nnx.split(model)[1])}
-
-    def bind(params) -> IVAEModel:
-        state = jax.tree.map(lambda a: a, abstract_state)
-        nnx.replace_by_pure_dict(state, params["model"])
-        return nnx.merge(graphdef, state)
+    init_fn, bind = ivae_params(cfg, x_dim, target_dim, linear_init=linear_init)
 
     def loss_fn(params, batch, ctx):
         key = ctx.key
