@@ -296,50 +296,35 @@ def _setting_order(key):
     return (int(bench == "published"), d != 5 or dd != 5, dd, d * 10 + depth)
 
 
-def _mcc_curves(sub: list[dict], setting: str, values: list) -> dict[str, dict]:
-    """{model: {value of `setting`: strong MCCs over seeds}}."""
-    return {
-        model: {v: [r["mcc_strong"] for r in sub if r["model"] == model and r[setting] == v]
+def _plot_mcc(rows: list[dict], path: str, sweep: str, fixed: dict, **plot) -> bool:
+    """Strong MCC (mean ± std over seeds) of each model against `sweep` on the synthetic rows
+    matching `fixed`; False (nothing written) with fewer than two values of `sweep`."""
+    sub = [r for r in rows if r["benchmark"] == "synthetic" and fixed.items() <= r.items()]
+    values = sorted({r[sweep] for r in sub})
+    if len(values) < 2:
+        return False
+    curves = {
+        model: {v: [r["mcc_strong"] for r in sub if r["model"] == model and r[sweep] == v]
                 for v in values}
         for model in MODELS
     }  # fmt: skip
+    ylabel = "strong MCC (mean ± std over seeds)"
+    plot_mean_std(path, curves, xs=values, ylabel=ylabel, ylim=(0, 1.02), **plot)
+    return True
 
 
 def plot_mcc_vs_depth(rows: list[dict], path: str) -> bool:
-    """Strong MCC (mean ± std over seeds) against mixing depth at d = D = 5, per model."""
-    sub = [r for r in rows if r["benchmark"] == "synthetic" and r["d"] == 5 and r["D"] == 5]
-    depths = sorted({r["depth"] for r in sub})
-    if len(depths) < 2:
-        return False
-    plot_mean_std(
-        path,
-        _mcc_curves(sub, "depth", depths),
-        xs=depths,
-        xlabel="mixing depth (layers)",
-        ylabel="strong MCC (mean ± std over seeds)",
-        title="Synthetic benchmark, d = D = 5",
-        ylim=(0, 1.02),
-    )
-    return True
+    """Strong MCC against mixing depth at d = D = 5, per model."""
+    labels = {"xlabel": "mixing depth (layers)", "title": "Synthetic benchmark, d = D = 5"}
+    return _plot_mcc(rows, path, "depth", {"d": 5, "D": 5}, **labels)
 
 
 def plot_mcc_vs_target_dim(rows: list[dict], path: str) -> bool:
-    """Strong MCC against the target dimension D at depth 3, d = 5, per model."""
-    sub = [r for r in rows if r["benchmark"] == "synthetic" and r["d"] == 5 and r["depth"] == 3]
-    dims = sorted({r["D"] for r in sub})
-    if len(dims) < 2:
-        return False
-    plot_mean_std(
-        path,
-        _mcc_curves(sub, "D", dims),
-        xs=dims,
-        xlabel="target dimension D",
-        ylabel="strong MCC (mean ± std over seeds)",
-        title="Synthetic benchmark, mixing depth 3, d = 5",
-        ylim=(0, 1.02),
-        log_x=True,
+    """Strong MCC against the target dimension D at depth 3, d = 5, per model (log axis)."""
+    title = "Synthetic benchmark, mixing depth 3, d = 5"
+    return _plot_mcc(
+        rows, path, "D", {"d": 5, "depth": 3}, xlabel="target dimension D", title=title, log_x=True
     )
-    return True
 
 
 def write_outputs(rows: list[dict], workdir: str) -> None:

@@ -38,9 +38,8 @@ from jaxmr.data.recipe_features import (
 )
 from jaxmr.tasks.ivae import synthetic as ivae_lib
 from jaxmr.tasks.ivae.recipe_evaluators import FoodFactorEvaluator, RetrievalEvaluator
-from jaxmr.tasks.ivae.synthetic import _implicit_loss, _isometry_loss, ivae_params
-from jaxmr.train.optim import build_optimizer
-from jaxmr.train.task import Phase, Task
+from jaxmr.tasks.ivae.synthetic import _implicit_loss, _isometry_loss, ivae_params, ivae_task
+from jaxmr.train.task import Task
 
 logger = logging.getLogger(__name__)
 
@@ -207,22 +206,17 @@ def build_ivae_recipe(cfg) -> Task:
             "no food factors for split %s (features without config.data.root)",
             cfg.data.eval_split,
         )
-    return Task(
-        name="ivae_recipe",
-        init_fn=init_fn,
-        optimizers={"model": build_optimizer(cfg.optim, cfg.schedule, cfg.total_steps)},
-        phases=(Phase("train", ("model",), loss_fn),),
-        predict_fn=predict_fn,
-        train_arrays=arrays,
-        evaluators=evaluators,
-        info={
-            "variant": f"{m.variant} {m.query}->{'recipe' if m.query == 'image' else 'image'}",
-            "x_dim": x_dim,
-            "y_dim": y_dim,
-            "latent_dim": d,
-            "num_examples": len(train),
-            "num_eval_examples": len(held),
-            "head_inputs": inputs,
-            "bind": bind,
-        },
+    target = "recipe" if m.query == "image" else "image"
+    return ivae_task(
+        "ivae_recipe",
+        cfg,
+        init_fn,
+        bind,
+        loss_fn,
+        predict_fn,
+        arrays,
+        evaluators,
+        variant=f"{m.variant} {m.query}->{target}",
+        num_eval_examples=len(held),
+        head_inputs=inputs,
     )

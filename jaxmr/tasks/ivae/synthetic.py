@@ -169,6 +169,29 @@ def ivae_params(cfg, x_dim: int, y_dim: int, *, linear_init=None):
     return (lambda key: {"model": module.init(key)}), (lambda params: module.bind(params["model"]))
 
 
+def ivae_task(name, cfg, init_fn, bind, loss_fn, predict_fn, arrays, evaluators, **info) -> Task:
+    """A task of the iIVAE family: the `model` group of `ivae_params` trained by one phase with
+    the optimiser of `cfg`; `info` has the dimensions of `arrays`, the number of training
+    examples, `bind`, and the entries given."""
+    return Task(
+        name=name,
+        init_fn=init_fn,
+        optimizers={"model": build_optimizer(cfg.optim, cfg.schedule, cfg.total_steps)},
+        phases=(Phase("train", ("model",), loss_fn),),
+        predict_fn=predict_fn,
+        train_arrays=arrays,
+        evaluators=evaluators,
+        info={
+            "x_dim": arrays["x"].shape[1],
+            "y_dim": arrays["y"].shape[1],
+            "latent_dim": int(cfg.model.latent_dim),
+            "num_examples": len(arrays["y"]),
+            "bind": bind,
+        }
+        | info,
+    )
+
+
 def _check(cfg, arrays):
     m = cfg.model
     if m.variant not in VARIANTS:
@@ -303,22 +326,8 @@ def build_ivae(cfg) -> Task:
                 seed=cfg.evals.mcc.seed,
             )
         )
-    return Task(
-        name="ivae",
-        init_fn=init_fn,
-        optimizers={"model": build_optimizer(cfg.optim, cfg.schedule, cfg.total_steps)},
-        phases=(Phase("train", ("model",), loss_fn),),
-        predict_fn=predict_fn,
-        train_arrays=arrays,
-        evaluators=evaluators,
-        info={
-            "variant": variant,
-            "x_dim": x_dim,
-            "y_dim": y_dim,
-            "latent_dim": d,
-            "num_examples": len(arrays["y"]),
-            "bind": bind,
-        },
+    return ivae_task(
+        "ivae", cfg, init_fn, bind, loss_fn, predict_fn, arrays, evaluators, variant=variant
     )
 
 
