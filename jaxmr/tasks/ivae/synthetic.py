@@ -458,29 +458,13 @@ def _explicit_loss(model, x, y, key, variant, obs_logvar, beta, tc=None):
     else:
         mean_p = logvar_p = jnp.zeros_like(mean_q)
     z = vae_lib.reparameterize(key, mean_q, logvar_q)
+    gaussians = {"mean_q": mean_q, "logvar_q": logvar_q, "mean_p": mean_p, "logvar_p": logvar_p}
+    recon = model.decoder(z)
     if tc is not None:  # the published beta-TC objective (weights and N in `tc`)
-        value, parts = vae_lib.beta_tc_elbo(
-            y,
-            model.decoder(z),
-            z,
-            obs_logvar=obs_logvar,
-            mean_q=mean_q,
-            logvar_q=logvar_q,
-            mean_p=mean_p,
-            logvar_p=logvar_p,
-            **tc,
-        )
-        aux = {"objective": jnp.mean(value)} | {k: jnp.mean(v) for k, v in parts.items()}
-        return -jnp.mean(value), aux
-    value, parts = vae_lib.elbo(
-        y,
-        model.decoder(z),
-        obs_logvar=obs_logvar,
-        mean_q=mean_q,
-        logvar_q=logvar_q,
-        mean_p=mean_p,
-        logvar_p=logvar_p,
-        beta=beta,
-    )
-    aux = {"elbo": jnp.mean(value)} | {k: jnp.mean(v) for k, v in parts.items()}
+        value, parts = vae_lib.beta_tc_elbo(y, recon, z, obs_logvar=obs_logvar, **gaussians, **tc)
+        name = "objective"
+    else:
+        value, parts = vae_lib.elbo(y, recon, obs_logvar=obs_logvar, **gaussians, beta=beta)
+        name = "elbo"
+    aux = {name: jnp.mean(value)} | {k: jnp.mean(v) for k, v in parts.items()}
     return -jnp.mean(value), aux
