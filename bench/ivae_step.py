@@ -17,7 +17,7 @@ order each repetition, and reports medians and the median of the per-repetition 
 PyTorch runs with as many threads as XLA uses (2 here) and, because OpenMP threads degrade
 badly on a shared machine, also with 1 thread; Jacobians by `vmap(jacrev)` and `vmap(jacfwd)`.
 The JAX step's `auto` mode forms the branch Jacobians from the MLPs' weights and activation
-slopes (`jaxmr.models.ivae.mlp_jacobian_transposed`; `fwd` was forward-mode autodiff).
+slopes (`jaxmr.losses.mlp_jacobian_transposed`; `fwd` was forward-mode autodiff).
 
 Compiled peer (default shapes): `torch.compile` of the peer's loss in each of
 `--compile-modes` (`default`, `max-autotune-no-cudagraphs`), with the Jacobians by

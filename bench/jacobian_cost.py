@@ -34,8 +34,9 @@ embedded generator with `data.latent_dim = data.target_dim = D`) instead of d = 
 D-dimensional feature file, and step times are also compared to the same variant at the
 smallest D (the d = 10 vs d = 5 ratio of the default step is `exact` at D = 10 over D = 5).
 
-Every variant calls the library's flow (`ResidualFlow.forward_with_jacobian_terms`, with
-`logdet`/`spectral` set to `none` for the terms a variant leaves out); `exact-lapack` and
+Every variant calls the library (`ResidualFlow.forward_with_blocks`, then
+`jaxmr.losses.flow.residual_flow_jacobian_terms` with `logdet`/`spectral` set to `none` for the
+terms a variant leaves out); `exact-lapack` and
 `exact-loop` replace a `jaxmr.losses.lapack_free` function or setting while the step is
 traced. Exact terms are measured up to `--exact-max-d` (64): they form a
 [256, D, D] Jacobian per block (4 GiB at D = 2,048) and spend O(D^3) per example on it.
@@ -75,8 +76,8 @@ WITH_EXACT_LOGDET = ("ld-exact", "exact", "exact-lapack", "exact-loop", "exact-f
 
 def term_loss(logdet=None, spectral=None, subbatch=None):
     """Objective factory for `common.JaxStep(loss_fn=...)`: the implicit loss with only the
-    given terms (None: skip), computed by the library's
-    `ResidualFlow.forward_with_jacobian_terms` (mirrors `jaxmr.tasks.ivae`'s implicit loss).
+    given terms (None: skip), computed by the library's `ResidualFlow.forward_with_blocks` and
+    `residual_flow_jacobian_terms` (mirrors `jaxmr.tasks.ivae`'s implicit loss).
     With `subbatch`, the flow runs on the whole batch and its terms on that many random rows
     (a second pass of the flow over those rows)."""
 
@@ -101,18 +102,15 @@ def term_loss(logdet=None, spectral=None, subbatch=None):
                 series_terms=cfg.series_terms,
                 probes=cfg.probes,
             )
-            if subbatch is None:
-                z_full, logdets, sigmas = model.flow.forward_with_jacobian_terms(
-                    y, ctx.key, **terms
-                )
-            else:
-                z_full = model.flow(y)
+            z_full, linear_log_det, blocks = model.flow.forward_with_blocks(y)
+            if subbatch is not None:
                 rows = jax.random.choice(
                     jax.random.fold_in(ctx.key, 7), y.shape[0], (subbatch,), replace=False
                 )
-                _, logdets, sigmas = model.flow.forward_with_jacobian_terms(
-                    y[rows], ctx.key, **terms
-                )
+                blocks = [(h, y_k[rows], a_k) for h, y_k, a_k in blocks]
+            logdets, sigmas = flow_lib.residual_flow_jacobian_terms(
+                blocks, ctx.key, linear_log_det=linear_log_det, **terms
+            )
             mean, logvar = model.prior(batch["x"])
             log_prior = vae_lib.gaussian_log_prob(z_full[:, :d], mean, logvar)
             if z_full.shape[1] > d:

@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmr.losses import jacobian as jac_lib
 from jaxmr.losses import lapack_free
 
 
@@ -73,8 +72,9 @@ class MLP(nnx.Module):
 
     def forward_with_slopes(self, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
         """The output and, for every hidden layer, the activation's slope act'(a) at its
-        pre-activations a (`[..., width]`): what `mlp_jacobian_transposed` needs. The
-        activations are element-wise, so one JVP with a tangent of ones gives all slopes."""
+        pre-activations a (`[..., width]`): with `kernels()`, what
+        `jaxmr.losses.jacobian.mlp_jacobian_transposed` needs. The activations are
+        element-wise, so one JVP with a tangent of ones gives all slopes."""
         slopes = []
         for i in range(self.num_layers):
             x = getattr(self, f"dense_{i}")(x)
@@ -82,41 +82,6 @@ class MLP(nnx.Module):
                 x, slope = jax.jvp(self.act, (x,), (jnp.ones_like(x),))
                 slopes.append(slope)
         return x, slopes
-
-
-def mlp_jacobian_transposed(kernels: Sequence[jax.Array], slopes: Sequence[jax.Array]):
-    r"""Per-example Jacobians of MLPs, transposed, from their weights and activation slopes.
-
-    For h(x) = W_L^T act(... act(W_1^T x + b_1) ...) + b_L (`MLP`, weights `[in, out]`),
-
-        J_h(x)^T = W_1 diag(s_1) W_2 diag(s_2) ... diag(s_{L-1}) W_L,   s_l = act'(a_l),
-
-    formed left to right: a `[in, h]` slice of W_1 scaled per example, then one matmul per
-    layer with the shared weights, whose rows are all examples' `in` rows together. The cost
-    is that of `in` forward-mode JVPs without the first layer's identity-tangent matmul and
-    without a second forward pass (the slopes come from the pass that computes h).
-
-    Leading axes are shared: with the weights of K blocks stacked, `[K, in, out]`, and their
-    slopes `[K, B, width]`, the result is `[K, B, in, out]` from one batched matmul per layer.
-
-    Args:
-      kernels: L >= 2 weight matrices `[..., in_l, out_l]` (leading axes: e.g. blocks).
-      slopes: L - 1 slope arrays `[..., B, out_l]` for the hidden layers.
-
-    Returns:
-      `[..., B, in, out]`: J^T per example (J = dh/dx is `[out, in]`).
-    """
-    if len(slopes) != len(kernels) - 1:
-        raise ValueError(
-            f"mlp_jacobian_transposed: {len(kernels)} weight matrices need "
-            f"{len(kernels) - 1} slope arrays, got {len(slopes)}"
-        )
-    if not slopes:
-        raise ValueError("mlp_jacobian_transposed: an MLP without hidden layers is linear")
-    t = kernels[0][..., None, :, :] * slopes[0][..., :, None, :]  # [..., B, in, h_1]
-    for kernel, slope in zip(kernels[1:-1], slopes[1:], strict=True):
-        t = jnp.einsum("...bih,...hg->...big", t, kernel) * slope[..., :, None, :]
-    return jnp.einsum("...bih,...ho->...bio", t, kernels[-1])
 
 
 class ResidualFlow(nnx.Module):
@@ -189,104 +154,35 @@ class ResidualFlow(nnx.Module):
                 )
         return y
 
-    def forward_with_jacobian_terms(
-        self,
-        y: jax.Array,
-        key: jax.Array,
-        *,
-        logdet: str = "exact",
-        spectral: str = "exact",
-        jacobian_mode: str = "auto",
-        power_iters: int = 8,
-        series_terms: int = 8,
-        probes: int = 1,
-    ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """g(y) with log|det J_g| and every branch's Jacobian spectral norm.
+    def forward_with_blocks(self, y: jax.Array) -> tuple[jax.Array, jax.Array, list[tuple]]:
+        """g(y) and what each residual block's Jacobian terms need; the losses decide how to
+        compute them (`jaxmr.losses.flow.residual_flow_jacobian_terms`).
 
         Args:
           y: `[B, D]`.
-          key: PRNG key for power-iteration starts and Hutchinson probes.
-          logdet: `exact` (LU of I + J_h, `lapack_free.log_abs_det`), `series` (power
-            series + Hutchinson), or `none` (skip the branches' log dets, e.g. for the
-            injective-flow form; the affine and linear layers' log dets are still added).
-          spectral: `exact` (formed J, `lapack_free.spectral_norm_gram`: 1,024 power steps
-            on J^T J by repeated squaring), `power` (JVP/VJP power iteration, J never
-            formed), or `none` (no norms: `sigmas` is `[B, 0]`).
-          jacobian_mode: how the exact terms' per-example Jacobians are formed: `auto`
-            from each branch's weights and activation slopes (`mlp_jacobian_transposed`:
-            D JVPs' worth of matmuls, all blocks batched, no second forward pass), or by
-            autodiff per block, `fwd`/`rev`/`vjp` (see `jaxmr.losses.example_jacobian`).
 
         Returns:
-          (z `[B, D]`, log_det `[B]`, sigmas `[B, K]`).
+          (z `[B, D]`, log |det W| of the linear layer (scalar, 0 without one), blocks): one
+          `(h_k, y_k, a_k)` per block k: the residual branch h_k, its input y_k `[B, D]`, and
+          the block's affine log det a_k = sum of its log scales (scalar, 0 without affine
+          layers).
         """
-        if logdet not in ("exact", "series", "none") or spectral not in ("exact", "power", "none"):
-            raise ValueError(
-                f"logdet must be exact|series|none and spectral exact|power|none, got "
-                f"{logdet!r}, {spectral!r}"
-            )
-        b = y.shape[0]
-        total = jnp.zeros((b,), y.dtype) + self.linear_log_det()
+        linear_log_det = self.linear_log_det()
         y = self._linear_in(y)
-        sigmas = []
-        keys = jax.random.split(key, (self.num_blocks, 2))
-        need_jac = logdet == "exact" or spectral == "exact"
-        # `auto`: every block's Jacobian from its MLP's weights and activation slopes
-        # (`mlp_jacobian_transposed`), all blocks in one batched matmul per layer after the
-        # pass; otherwise per block by autodiff (`jac_lib.batched_jacobian`).
-        analytic = need_jac and jacobian_mode == "auto" and self.branch(0).num_layers > 1
-        jacs, kernels, slopes = [], [], []
+        blocks = []
         for k in range(self.num_blocks):
             h = self.branch(k)
-            if need_jac and not analytic:
-                jacs.append(jac_lib.batched_jacobian(h, y, mode=jacobian_mode))
-            if logdet == "series":
-                ks = jax.random.split(keys[k, 0], b)
-                total = total + jax.vmap(
-                    lambda v, kk, h=h: jac_lib.logdet_power_series(
-                        h, v, kk, n_terms=series_terms, n_probes=probes
-                    )
-                )(y, ks)
-            if spectral == "power":
-                ks = jax.random.split(keys[k, 1], b)
-                sigmas.append(
-                    jax.vmap(
-                        lambda v, kk, h=h: jac_lib.spectral_norm_power(
-                            h, v, kk, n_iter=power_iters
-                        )[0]
-                    )(y, ks)
-                )
-            if analytic:
-                out, block_slopes = h.forward_with_slopes(y)
-                kernels.append(h.kernels())
-                slopes.append(block_slopes)
-            else:
-                out = h(y)
-            y = y + out
+            y_in = y
+            # The same ops as the exact terms' `h.forward_with_slopes(y_k)`, which XLA then
+            # computes once (the branch pass is not repeated for the analytic Jacobians).
+            y = y + h.forward_with_slopes(y)[0]
+            affine_log_det = jnp.zeros((), y.dtype)
             if self.affine:
                 log_scale = getattr(self, f"log_scale_{k}")[...]
                 y = y * jnp.exp(log_scale) + getattr(self, f"shift_{k}")[...]
-                total = total + jnp.sum(log_scale)
-        if need_jac:
-            # Exact terms in plain XLA ops (batched LAPACK calls of several blocks at once
-            # deadlock XLA:CPU's thread pool at D >= 10, see jaxmr.losses.lapack_free), on all
-            # blocks' Jacobians at once: [K, B, D, D] makes one set of fused ops, not K.
-            if analytic:
-                # J^T: det(I + J^T) = det(I + J) and ||J^T||_2 = ||J||_2, so the terms take
-                # it as it comes.
-                jac = mlp_jacobian_transposed(
-                    [jnp.stack(layer) for layer in zip(*kernels, strict=True)],
-                    [jnp.stack(layer) for layer in zip(*slopes, strict=True)],
-                )
-            else:
-                jac = jnp.stack(jacs)
-            if logdet == "exact":
-                total = total + jnp.sum(lapack_free.log_abs_det_identity_plus(jac), axis=0)
-            if spectral == "exact":
-                return y, total, jnp.moveaxis(lapack_free.spectral_norm_gram(jac), 0, -1)
-        if spectral == "none":
-            return y, total, jnp.zeros((b, 0), y.dtype)
-        return y, total, jnp.stack(sigmas, axis=-1)
+                affine_log_det = jnp.sum(log_scale)
+            blocks.append((h, y_in, affine_log_det))
+        return y, linear_log_det, blocks
 
     def inverse(self, z: jax.Array, *, num_iters: int = 100) -> jax.Array:
         """g^{-1}(z) by fixed-point iteration, block by block in reverse: the implicit decoder

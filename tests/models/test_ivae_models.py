@@ -7,17 +7,22 @@ import pytest
 from flax import nnx
 
 from jaxmr.losses import vae
-from jaxmr.models.ivae import (
-    MLP,
-    ConditionalPrior,
-    GaussianEncoder,
-    ResidualFlow,
-    mlp_jacobian_transposed,
-)
+from jaxmr.losses.flow import residual_flow_jacobian_terms
+from jaxmr.losses.jacobian import mlp_jacobian_transposed
+from jaxmr.models.ivae import MLP, ConditionalPrior, GaussianEncoder, ResidualFlow
 
 
 def _flow(dim=3, blocks=3, scale=0.5, seed=0):
     return ResidualFlow(dim, num_blocks=blocks, hidden=(16,), init_scale=scale, rngs=nnx.Rngs(seed))
+
+
+def _forward_with_terms(flow, y, key, **options):
+    """(g(y), log|det J_g(y)|, branch sigmas): the model's blocks through the loss-side terms."""
+    z, linear_log_det, blocks = flow.forward_with_blocks(y)
+    logdet, sigmas = residual_flow_jacobian_terms(
+        blocks, key, linear_log_det=linear_log_det, **options
+    )
+    return z, logdet, sigmas
 
 
 def test_forward_terms_match_full_jacobian_of_g():
@@ -25,13 +30,14 @@ def test_forward_terms_match_full_jacobian_of_g():
     # Non-trivial affine layers too.
     flow.log_scale_1[...] = jnp.array([0.2, -0.1, 0.3])
     y = jax.random.normal(jax.random.key(0), (6, 3))
-    z, logdet, sigmas = flow.forward_with_jacobian_terms(y, jax.random.key(1))
+    z, logdet, sigmas = _forward_with_terms(flow, y, jax.random.key(1))
     np.testing.assert_allclose(z, flow(y), rtol=1e-6, atol=1e-6)
     full = jax.vmap(jax.jacfwd(flow))(y)
     np.testing.assert_allclose(logdet, jnp.linalg.slogdet(full)[1], rtol=1e-5, atol=1e-5)
     assert sigmas.shape == (6, 3)
     # Estimated terms agree with the exact ones.
-    _, logdet_s, sig_p = flow.forward_with_jacobian_terms(
+    _, logdet_s, sig_p = _forward_with_terms(
+        flow,
         y,
         jax.random.key(2),
         logdet="series",
@@ -77,7 +83,7 @@ def test_analytic_jacobian_terms_and_gradients_equal_autodiff(dim):
     def loss_and_grad(params, mode):
         def loss(params):
             f = nnx.merge(graphdef, params)
-            z, logdet, sig = f.forward_with_jacobian_terms(y, jax.random.key(0), jacobian_mode=mode)
+            z, logdet, sig = _forward_with_terms(f, y, jax.random.key(0), jacobian_mode=mode)
             pen = jnp.sum(jax.nn.relu(sig - 0.7) ** 2)
             return jnp.sum(z**2) - jnp.sum(logdet) + 10 * pen, (z, logdet, sig)
 
@@ -99,12 +105,12 @@ def test_flow_rejects_unknown_jacobian_term_kinds():
     flow = _flow(dim=3, blocks=1, scale=0.3, seed=0)
     y = jnp.ones((2, 3))
     with pytest.raises(ValueError, match="spectral"):
-        flow.forward_with_jacobian_terms(y, jax.random.key(0), spectral="svd")
+        _forward_with_terms(flow, y, jax.random.key(0), spectral="svd")
     with pytest.raises(ValueError, match="logdet"):
-        flow.forward_with_jacobian_terms(y, jax.random.key(0), logdet="lu")
-    # `none` skips the norms (the terms of the logdet alone), not the log det.
-    z, logdet, sigmas = flow.forward_with_jacobian_terms(y, jax.random.key(0), spectral="none")
-    z0, logdet0, _ = flow.forward_with_jacobian_terms(y, jax.random.key(0))
+        _forward_with_terms(flow, y, jax.random.key(0), logdet="lu")
+    # `none` skips the norms (the log det alone), not the log det.
+    z, logdet, sigmas = _forward_with_terms(flow, y, jax.random.key(0), spectral="none")
+    z0, logdet0, _ = _forward_with_terms(flow, y, jax.random.key(0))
     assert sigmas.shape == (2, 0)
     np.testing.assert_allclose(logdet, logdet0, rtol=1e-6)
     np.testing.assert_allclose(z, z0, rtol=1e-6)
@@ -115,7 +121,7 @@ def test_flow_density_integrates_to_one():
     flow = _flow(dim=2, blocks=2, scale=0.4, seed=1)
     g = jnp.linspace(-7, 7, 281)
     grid = jnp.stack(jnp.meshgrid(g, g), -1).reshape(-1, 2)
-    z, logdet, sigmas = flow.forward_with_jacobian_terms(grid, jax.random.key(0))
+    z, logdet, sigmas = _forward_with_terms(flow, grid, jax.random.key(0))
     assert float(jnp.max(sigmas)) < 1.0
     dens = jnp.exp(vae.gaussian_log_prob(z, 0.0, 0.0) + logdet)
     np.testing.assert_allclose(float(jnp.sum(dens) * (g[1] - g[0]) ** 2), 1.0, atol=5e-3)
@@ -124,7 +130,7 @@ def test_flow_density_integrates_to_one():
 def test_inverse_round_trip():
     flow = _flow(dim=5, blocks=4, scale=0.6, seed=2)
     y = jax.random.normal(jax.random.key(3), (32, 5)) * 2
-    _, _, sigmas = flow.forward_with_jacobian_terms(y, jax.random.key(0))
+    _, _, sigmas = _forward_with_terms(flow, y, jax.random.key(0))
     assert float(jnp.max(sigmas)) < 1.0  # contractive, so the fixed point exists
     y_back = flow.inverse(flow(y), num_iters=200)
     np.testing.assert_allclose(y_back, y, atol=1e-4)
