@@ -107,7 +107,8 @@ def term_loss(logdet=None, spectral=None, subbatch=None):
                 rows = jax.random.choice(
                     jax.random.fold_in(ctx.key, 7), y.shape[0], (subbatch,), replace=False
                 )
-                blocks = [(h, y_k[rows], a_k) for h, y_k, a_k in blocks]
+                # Slopes dropped: the terms recompute them on the sub-batch.
+                blocks = [(h, y_k[rows], a_k) for h, y_k, a_k, *_ in blocks]
             logdets, sigmas = flow_lib.residual_flow_jacobian_terms(
                 blocks, ctx.key, linear_log_det=linear_log_det, **terms
             )

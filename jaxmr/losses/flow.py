@@ -82,8 +82,10 @@ def residual_flow_jacobian_terms(
     from the blocks a flow's forward pass recorded (`ResidualFlow.forward_with_blocks`).
 
     Args:
-      blocks: one `(h_k, y_k, a_k)` per block: the residual branch h_k (`[D] -> [D]`, applied
-        per example), its input y_k `[B, D]`, the block's affine log det a_k (scalar).
+      blocks: one `(h_k, y_k, a_k)` or `(h_k, y_k, a_k, s_k)` per block: the residual branch
+        h_k (`[D] -> [D]`, applied per example), its input y_k `[B, D]`, the block's affine
+        log det a_k (scalar), and optionally the branch's activation slopes s_k at y_k from
+        the flow's pass (recomputed by `h_k.forward_with_slopes` when absent).
       key: PRNG key for power-iteration starts and Hutchinson probes.
       linear_log_det: log |det W| of the flow's first linear layer (scalar).
       logdet: `exact` (LU of I + J_h, `lapack_free.log_abs_det_identity_plus`), `series`
@@ -114,13 +116,12 @@ def residual_flow_jacobian_terms(
     sigmas = []
     keys = jax.random.split(key, (len(blocks), 2))
     need_jac = logdet == "exact" or spectral == "exact"
-    analytic = need_jac and jacobian_mode == "auto" and all(_has_slopes(h) for h, _, _ in blocks)
+    analytic = need_jac and jacobian_mode == "auto" and all(_has_slopes(b[0]) for b in blocks)
     jacs, kernels, slopes = [], [], []  # exact terms of all blocks: together after the pass
-    for k, (h, y, affine_log_det) in enumerate(blocks):
+    for k, (h, y, affine_log_det, *recorded) in enumerate(blocks):
         if analytic:
-            # The same ops as the flow's own pass over the block (XLA computes them once).
             kernels.append(h.kernels())
-            slopes.append(h.forward_with_slopes(y)[1])
+            slopes.append(recorded[0] if recorded else h.forward_with_slopes(y)[1])
         elif need_jac:
             jacs.append(jac_lib.batched_jacobian(h, y, mode=jacobian_mode))
         if logdet == "series":

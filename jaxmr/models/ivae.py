@@ -163,9 +163,10 @@ class ResidualFlow(nnx.Module):
 
         Returns:
           (z `[B, D]`, log |det W| of the linear layer (scalar, 0 without one), blocks): one
-          `(h_k, y_k, a_k)` per block k: the residual branch h_k, its input y_k `[B, D]`, and
+          `(h_k, y_k, a_k, s_k)` per block k: the residual branch h_k, its input y_k `[B, D]`,
           the block's affine log det a_k = sum of its log scales (scalar, 0 without affine
-          layers).
+          layers), and the branch's activation slopes at y_k (`MLP.forward_with_slopes`, from
+          this pass), from which its Jacobian can be formed without another pass.
         """
         linear_log_det = self.linear_log_det()
         y = self._linear_in(y)
@@ -173,15 +174,14 @@ class ResidualFlow(nnx.Module):
         for k in range(self.num_blocks):
             h = self.branch(k)
             y_in = y
-            # The same ops as the exact terms' `h.forward_with_slopes(y_k)`, which XLA then
-            # computes once (the branch pass is not repeated for the analytic Jacobians).
-            y = y + h.forward_with_slopes(y)[0]
+            out, slopes = h.forward_with_slopes(y)
+            y = y + out
             affine_log_det = jnp.zeros((), y.dtype)
             if self.affine:
                 log_scale = getattr(self, f"log_scale_{k}")[...]
                 y = y * jnp.exp(log_scale) + getattr(self, f"shift_{k}")[...]
                 affine_log_det = jnp.sum(log_scale)
-            blocks.append((h, y_in, affine_log_det))
+            blocks.append((h, y_in, affine_log_det, slopes))
         return y, linear_log_det, blocks
 
     def inverse(self, z: jax.Array, *, num_iters: int = 100) -> jax.Array:
