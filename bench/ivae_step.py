@@ -16,7 +16,8 @@ Each implementation runs in its own process; the controller times them in turn, 
 order each repetition, and reports medians and the median of the per-repetition ratios.
 PyTorch runs with as many threads as XLA uses (2 here) and, because OpenMP threads degrade
 badly on a shared machine, also with 1 thread; Jacobians by `vmap(jacrev)` and `vmap(jacfwd)`.
-The JAX step's `auto` mode uses forward mode for the square branch Jacobians.
+The JAX step's `auto` mode forms the branch Jacobians from the MLPs' weights and activation
+slopes (`jaxmr.losses.mlp_jacobian_transposed`; `fwd` was forward-mode autodiff).
 
 Compiled peer (default shapes): `torch.compile` of the peer's loss in each of
 `--compile-modes` (`default`, `max-autotune-no-cudagraphs`), with the Jacobians by
@@ -66,8 +67,11 @@ def _data_dir() -> str:
 
 
 class JaxRunner:
-    def __init__(self, shape: str):
-        self.step = common.JaxStep(shape_config(shape))
+    def __init__(self, shape: str, jacobian_mode: str | None = None):
+        cfg = shape_config(shape)
+        if jacobian_mode:  # e.g. `fwd`: the exact terms' Jacobians by autodiff (before cb888de)
+            cfg.loss.jacobian_mode = jacobian_mode
+        self.step = common.JaxStep(cfg)
         compile_s = self.step.compile()
         self.info = {
             "compile_s": compile_s,
@@ -198,6 +202,12 @@ def main(argv=None):
     ap.add_argument(
         "--compile-threads", default=None, help="thread counts of the compiled peer (default: all)"
     )
+    ap.add_argument(
+        "--jax-before",
+        action="store_true",
+        help="also time the default-shape JAX step with loss.jacobian_mode=fwd (label jax-fwd: "
+        "the branch Jacobians by jacfwd, as before they came from the MLPs' weights)",
+    )
     args = ap.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 11)
     target_s = args.target_s or (0.3 if args.quick else 1.0)
@@ -224,8 +234,14 @@ def main(argv=None):
     info = common.machine()
     common.log(f"machine: {info}")
     common.log("starting workers (JAX compiles, torch warms up)...")
+    before = (
+        {"default-fwd": (JaxRunner, {"shape": "default", "jacobian_mode": "fwd"})}
+        if args.jax_before and "default" in shapes
+        else {}
+    )
     jax_w = common.Worker(
         {s: (JaxRunner, {"shape": s}) for s in shapes}
+        | before
         | {"matmul": (MatmulRunner, {"framework": "jax"})},
         env=JAX_ENV,
         wait=False,
@@ -264,6 +280,8 @@ def main(argv=None):
                 ]
             if jax1_w:
                 targets += [("jax-1core", jax1_w, s)]
+            if f"{s}-fwd" in before:
+                targets += [("jax-fwd", jax_w, f"{s}-fwd")]
             targets += [("jax-matmul", jax_w, "matmul")]
             steps = {lab: common.calibrate(w, name, target_s) for lab, w, name in targets}
             common.log(f"[{s}] steps per timing: {steps}")
@@ -312,6 +330,18 @@ def _report(shape, times, jax_w, owner):
         }
     flops = jinfo["jaxpr_flops"]
     step_s = common.summary(jt)["median"]
+    before = None
+    if "jax-fwd" in times:
+        binfo = jax_w.info[f"{shape}-fwd"]
+        b_s = common.summary(times["jax-fwd"])["median"]
+        before = {
+            "ms": common.summary([1e3 * v for v in times["jax-fwd"]]),
+            "over_jax": common.paired_ratio(times["jax-fwd"], jt),
+            "flops_per_step_jaxpr": binfo["jaxpr_flops"],
+            "step_gflops": binfo["jaxpr_flops"] / b_s / 1e9,
+            "step_fraction_of_matmul": binfo["jaxpr_flops"] / b_s / peak,
+            "compile_s": binfo["compile_s"],
+        }
     return {
         "x_dim": jinfo["x_dim"],
         "y_dim": jinfo["y_dim"],
@@ -334,6 +364,7 @@ def _report(shape, times, jax_w, owner):
         "step_gflops": flops / step_s / 1e9,
         "step_fraction_of_matmul": flops / step_s / peak,
         "raw_seconds_per_step": times,
+        "jax_fwd": before,
     }
 
 
@@ -397,6 +428,14 @@ def _markdown(results) -> str:
             f"{r['flops_per_step_xla'] / 1e9:.3f} G | {r['step_gflops']:.1f} | "
             f"{r['matmul_gflops']:.1f} | {100 * r['step_fraction_of_matmul']:.1f}% |"
         )
+        b = r.get("jax_fwd")
+        if b:
+            lines.append(
+                f"| {s}, jacobian_mode=fwd ({b['ms']['median']:.1f} ms, "
+                f"{common.fmt_ratio(b['over_jax'])} the JAX step) | "
+                f"{b['flops_per_step_jaxpr'] / 1e9:.3f} G | | | {b['step_gflops']:.1f} | "
+                f"{r['matmul_gflops']:.1f} | {100 * b['step_fraction_of_matmul']:.1f}% |"
+            )
     return "\n".join(lines)
 
 

@@ -26,15 +26,19 @@ flow) with its objective changed only in which Jacobian terms it computes:
 |             | `jaxmr.losses.lapack_free`; D = 5 only (deadlocks XLA:CPU at D >= 10) |
 | `exact-loop` | `exact` with the LU as a `fori_loop` for every n > 8                  |
 |             | (`lapack_free.UNROLL_MAX = 0`): the library before the batch-last LU  |
+| `exact-fwd` | `exact` with `loss.jacobian_mode="fwd"`: per-block Jacobians by `jacfwd`  |
+|             | instead of from the MLPs' weights and slopes (the library before cb888de) |
 
 With `--factors` every D is the default job on D-factor synthetic data (d = D: the
 embedded generator with `data.latent_dim = data.target_dim = D`) instead of d = 5 and a
 D-dimensional feature file, and step times are also compared to the same variant at the
 smallest D (the d = 10 vs d = 5 ratio of the default step is `exact` at D = 10 over D = 5).
 
-The single-term and sub-batch variants are assembled here from the same functions the
-library's flow calls (`jaxmr.losses.jacobian`; `jaxmr.losses.lapack_free` for the exact terms
-where it exists). Exact terms are measured up to `--exact-max-d` (64): they form a
+Every variant calls the library (`ResidualFlow.forward_with_blocks`, then
+`jaxmr.losses.flow.residual_flow_jacobian_terms` with `logdet`/`spectral` set to `none` for the
+terms a variant leaves out); `exact-lapack` and
+`exact-loop` replace a `jaxmr.losses.lapack_free` function or setting while the step is
+traced. Exact terms are measured up to `--exact-max-d` (64): they form a
 [256, D, D] Jacobian per block (4 GiB at D = 2,048) and spend O(D^3) per example on it.
 
 All variants live in one process and are timed in turn, each repetition in a rotated order,
@@ -64,86 +68,21 @@ VARIANTS = (
     "exact-lapack",
     "est-proj",
     "exact-loop",
+    "exact-fwd",
 )
-EXACT = ("sn-exact", "ld-exact", "exact", "exact-lapack", "exact-loop")
-WITH_EXACT_LOGDET = ("ld-exact", "exact", "exact-lapack")
+EXACT = ("sn-exact", "ld-exact", "exact", "exact-lapack", "exact-loop", "exact-fwd")
+WITH_EXACT_LOGDET = ("ld-exact", "exact", "exact-lapack", "exact-loop", "exact-fwd")
 
 
-def _exact_fns(lapack: bool):
-    """The exact log det and spectral norm the library's flow uses (its LAPACK-free versions
-    where `jaxmr.losses.lapack_free` exists), or the LAPACK ones (`slogdet`, `eigvalsh`)."""
-    from jaxmr.losses import jacobian as jac_lib
-
-    try:
-        from jaxmr.losses import lapack_free
-    except ImportError:
-        lapack_free = None
-    if lapack or lapack_free is None:
-        return jac_lib.log_abs_det_identity_plus, jac_lib.spectral_norm
-    return lapack_free.log_abs_det_identity_plus, lapack_free.spectral_norm_gram
-
-
-def _flow_terms(model, y, key, *, logdet, spectral, cfg, subbatch=None, lapack=False):
-    """g(y), and the chosen Jacobian terms (None: skip) of the library's ResidualFlow, block by
-    block as `ResidualFlow.forward_with_jacobian_terms` computes them. With `subbatch`, the
-    terms are evaluated on that many random rows (the flow itself on all)."""
-    import jax
-    import jax.numpy as jnp
-
-    from jaxmr.losses import jacobian as jac_lib
-
-    flow = model.flow
-    b = y.shape[0]
-    exact_logdet, exact_sigma = _exact_fns(lapack)
-    # The optional learnable dense first layer, when the library has it (off by default).
-    y = flow._linear_in(y) if hasattr(flow, "_linear_in") else y
-    idx = None
-    if subbatch is not None:
-        idx = jax.random.choice(jax.random.fold_in(key, 7), b, (subbatch,), replace=False)
-    nb = subbatch or b
-    logdet_total = jnp.zeros((nb,), y.dtype)
-    affine_total = flow.linear_log_det() if hasattr(flow, "linear_log_det") else 0.0
-    sigmas = []
-    keys = jax.random.split(key, (flow.num_blocks, 2))
-    for k in range(flow.num_blocks):
-        h = flow.branch(k)
-        ys = y if idx is None else y[idx]
-        if "exact" in (logdet, spectral):
-            jac = jac_lib.batched_jacobian(h, ys, mode=cfg.jacobian_mode)
-        if logdet == "exact":
-            logdet_total = logdet_total + exact_logdet(jac)
-        elif logdet == "series":
-            ks = jax.random.split(keys[k, 0], nb)
-            logdet_total = logdet_total + jax.vmap(
-                lambda v, kk, h=h: jac_lib.logdet_power_series(
-                    h, v, kk, n_terms=cfg.series_terms, n_probes=cfg.probes
-                )
-            )(ys, ks)
-        if spectral == "exact":
-            sigmas.append(exact_sigma(jac))
-        elif spectral == "power":
-            ks = jax.random.split(keys[k, 1], nb)
-            sigmas.append(
-                jax.vmap(
-                    lambda v, kk, h=h: jac_lib.spectral_norm_power(
-                        h, v, kk, n_iter=cfg.power_iters
-                    )[0]
-                )(ys, ks)
-            )
-        y = y + h(y)
-        if flow.affine:
-            log_scale = getattr(flow, f"log_scale_{k}")[...]
-            y = y * jnp.exp(log_scale) + getattr(flow, f"shift_{k}")[...]
-            affine_total = affine_total + jnp.sum(log_scale)
-    sig = jnp.stack(sigmas, -1) if sigmas else None
-    return y, jnp.mean(logdet_total) + affine_total, sig
-
-
-def term_loss(logdet=None, spectral=None, subbatch=None, lapack=False):
+def term_loss(logdet=None, spectral=None, subbatch=None):
     """Objective factory for `common.JaxStep(loss_fn=...)`: the implicit loss with only the
-    given terms (mirrors `jaxmr.tasks.ivae._implicit_loss`)."""
+    given terms (None: skip), computed by the library's `ResidualFlow.forward_with_blocks` and
+    `residual_flow_jacobian_terms` (mirrors `jaxmr.tasks.ivae`'s implicit loss).
+    With `subbatch`, the flow runs on the whole batch and its terms on that many random rows
+    (a second pass of the flow over those rows)."""
 
     def factory(task, config):
+        import jax
         import jax.numpy as jnp
 
         from jaxmr.losses import flow as flow_lib
@@ -153,17 +92,25 @@ def term_loss(logdet=None, spectral=None, subbatch=None, lapack=False):
         bind, d, cfg = task.info["bind"], task.info["latent_dim"], config.loss
 
         def loss_fn(params, batch, ctx):
-            key = ctx.key
             model = bind(params)
-            z_full, mean_logdet, sigmas = _flow_terms(
-                model,
-                batch["y"],
-                key,
-                logdet=logdet,
-                spectral=spectral,
-                cfg=cfg,
-                subbatch=subbatch,
-                lapack=lapack,
+            y = batch["y"]
+            terms = dict(
+                logdet=logdet or "none",
+                spectral=spectral or "none",
+                jacobian_mode=cfg.jacobian_mode,
+                power_iters=cfg.power_iters,
+                series_terms=cfg.series_terms,
+                probes=cfg.probes,
+            )
+            z_full, linear_log_det, blocks = model.flow.forward_with_blocks(y)
+            if subbatch is not None:
+                rows = jax.random.choice(
+                    jax.random.fold_in(ctx.key, 7), y.shape[0], (subbatch,), replace=False
+                )
+                # Slopes dropped: the terms recompute them on the sub-batch.
+                blocks = [(h, y_k[rows], a_k) for h, y_k, a_k, *_ in blocks]
+            logdets, sigmas = flow_lib.residual_flow_jacobian_terms(
+                blocks, ctx.key, linear_log_det=linear_log_det, **terms
             )
             mean, logvar = model.prior(batch["x"])
             log_prior = vae_lib.gaussian_log_prob(z_full[:, :d], mean, logvar)
@@ -171,8 +118,8 @@ def term_loss(logdet=None, spectral=None, subbatch=None, lapack=False):
                 log_prior = log_prior + flow_lib.isotropic_log_prob(
                     z_full[:, d:], model.extra_logvar[...]
                 )
-            loss = -(cfg.beta * jnp.mean(log_prior) + mean_logdet)
-            if sigmas is not None:
+            loss = -(cfg.beta * jnp.mean(log_prior) + jnp.mean(logdets))
+            if spectral is not None:
                 pen = jac_lib.lipschitz_hinge_penalty(sigmas, bound=cfg.lipschitz_bound)
                 loss = loss + cfg.gamma * jnp.mean(pen)
             return loss, {"log_prior": jnp.mean(log_prior)}
@@ -196,13 +143,22 @@ class VariantRunner:
         if factors:
             kwargs = dict(factors=target_dim)
         loss_fn = None
-        unroll_max = None
-        if variant in ("exact", "exact-loop"):
+        # Library module attributes replaced while the step is traced (compile and FLOP count).
+        patches = {}
+        if variant in ("exact", "exact-loop", "exact-fwd", "exact-lapack"):
             cfg = common.ivae_config(**kwargs)
-            if variant == "exact-loop":
-                from jaxmr.losses import lapack_free
+            from jaxmr.losses import jacobian as jac_lib
+            from jaxmr.losses import lapack_free
 
-                unroll_max, lapack_free.UNROLL_MAX = lapack_free.UNROLL_MAX, 0
+            if variant == "exact-loop":
+                patches[lapack_free, "UNROLL_MAX"] = 0
+            if variant == "exact-fwd":
+                cfg.loss.jacobian_mode = "fwd"
+            if variant == "exact-lapack":
+                patches[lapack_free, "log_abs_det_identity_plus"] = (
+                    jac_lib.log_abs_det_identity_plus
+                )
+                patches[lapack_free, "spectral_norm_gram"] = jac_lib.spectral_norm
         elif variant in ("estimated", "est-lean", "est-proj"):
             cfg = common.ivae_config(logdet="series", spectral="power", **kwargs)
             if variant == "est-lean":
@@ -220,19 +176,21 @@ class VariantRunner:
                 "ld-exact": {"logdet": "exact"},
                 "ld-series": {"logdet": "series"},
                 "est-sub32": {"logdet": "series", "spectral": "power", "subbatch": 32},
-                "exact-lapack": {"logdet": "exact", "spectral": "exact", "lapack": True},
             }[variant]
             loss_fn = term_loss(**terms)
         common.apply_overrides(cfg, overrides)
         self.step = common.JaxStep(cfg, loss_fn=loss_fn)
+        saved = {key: getattr(*key) for key in patches}
+        for (module, name), value in patches.items():
+            setattr(module, name, value)
         try:  # the step is traced here; a module setting only matters until then
             self.info = {
                 "compile_s": self.step.compile(),
                 "flops": self.step.jaxpr_flops()["total"],
             }
         finally:
-            if unroll_max is not None:
-                lapack_free.UNROLL_MAX = unroll_max
+            for (module, name), value in saved.items():
+                setattr(module, name, value)
         self.info["finite"] = bool(abs(self.step.loss()) < float("inf"))
         if probe_steps:
             self.run(probe_steps)

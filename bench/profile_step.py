@@ -3,6 +3,7 @@
     .venv/bin/python bench/profile_step.py                     # default shapes
     .venv/bin/python bench/profile_step.py --shape recipe      # D = 2,048, estimators
     .venv/bin/python bench/profile_step.py --jacobian-mode rev # config override
+    .venv/bin/python bench/profile_step.py --factors 10        # default job, d = D = 10
 
 Traces `--steps` steps with `jax.profiler` (after compile and warm-up), reads the trace back
 with `jax.profiler.ProfileData`, and sums the duration of every executed HLO thunk by kind
@@ -31,10 +32,10 @@ def kind(name: str) -> str:
     return re.sub(r"\.\d+$", "", name)
 
 
-def profile(shape: str, steps: int, overrides: dict) -> dict:
+def profile(shape: str, steps: int, overrides: dict, factors: int | None = None) -> dict:
     import jax
 
-    cfg = ivae_step.shape_config(shape)
+    cfg = common.ivae_config(factors=factors) if factors else ivae_step.shape_config(shape)
     for key, value in overrides.items():
         section, field = key.split(".")
         cfg[section][field] = value
@@ -73,6 +74,7 @@ def profile(shape: str, steps: int, overrides: dict) -> dict:
     ]
     return {
         "shape": shape,
+        "factors": factors,
         "overrides": overrides,
         "wall_ms_per_step": 1e3 * wall,
         "traced_wall_ms_per_step": 1e3 * traced_wall,
@@ -105,6 +107,9 @@ def main(argv=None):
     ap.add_argument("--logdet", default=None)
     ap.add_argument("--spectral", default=None)
     ap.add_argument("--jacobian-mode", default=None)
+    ap.add_argument(
+        "--factors", type=int, default=None, help="default shapes on d = D = N factor data"
+    )
     args = ap.parse_args(argv)
     overrides = {
         f"loss.{k}": v
@@ -116,12 +121,15 @@ def main(argv=None):
         if v
     }
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    result = profile(args.shape, args.steps, overrides)
+    if args.factors and args.shape != "default":
+        ap.error("--factors goes with --shape default")
+    result = profile(args.shape, args.steps, overrides, args.factors)
     result["groups"] = group(result["rows"])
-    tag = "_".join([args.shape] + [f"{k.split('.')[1]}-{v}" for k, v in overrides.items()])
+    shape = f"factors{args.factors}" if args.factors else args.shape
+    tag = "_".join([shape] + [f"{k.split('.')[1]}-{v}" for k, v in overrides.items()])
     path = common.save(f"profile_{tag}", result)
     common.log(
-        f"{args.shape} {overrides or ''}: wall {result['wall_ms_per_step']:.2f} ms/step "
+        f"{shape} {overrides or ''}: wall {result['wall_ms_per_step']:.2f} ms/step "
         f"(traced {result['traced_wall_ms_per_step']:.2f}), thunk CPU time "
         f"{result['thunk_cpu_ms_per_step']:.2f} ms/step over XLA's threads"
     )

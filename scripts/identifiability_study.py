@@ -35,7 +35,13 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from scripts.study_common import read_results, run_jobs, set_xla_threads, write_csv  # noqa: E402
+from scripts.study_common import (  # noqa: E402  (needs ROOT on the path)
+    plot_mean_std,
+    read_results,
+    run_jobs,
+    set_xla_threads,
+    write_csv,
+)
 
 # Models: (config argument, overrides), shared by every setting. `iivae` is the implicit
 # config: exact Jacobian terms and, where D > d, the fixed PCA projection g = F o P
@@ -290,83 +296,35 @@ def _setting_order(key):
     return (int(bench == "published"), d != 5 or dd != 5, dd, d * 10 + depth)
 
 
-def plot_mcc_vs_depth(rows: list[dict], path: str) -> bool:
-    """Strong MCC (mean ± std over seeds) against mixing depth at d = D = 5, per model."""
-    sub = [r for r in rows if r["benchmark"] == "synthetic" and r["d"] == 5 and r["D"] == 5]
-    depths = sorted({r["depth"] for r in sub})
-    if len(depths) < 2:
+def _plot_mcc(rows: list[dict], path: str, sweep: str, fixed: dict, **plot) -> bool:
+    """Strong MCC (mean ± std over seeds) of each model against `sweep` on the synthetic rows
+    matching `fixed`; False (nothing written) with fewer than two values of `sweep`."""
+    sub = [r for r in rows if r["benchmark"] == "synthetic" and fixed.items() <= r.items()]
+    values = sorted({r[sweep] for r in sub})
+    if len(values) < 2:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for model in MODELS:
-        means, stds, xs = [], [], []
-        for depth in depths:
-            vals = [r["mcc_strong"] for r in sub if r["model"] == model and r["depth"] == depth]
-            vals = [v for v in vals if v is not None]
-            if vals:
-                xs.append(depth)
-                means.append(np.mean(vals))
-                stds.append(np.std(vals))
-        if xs:
-            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=model)
-    ax.set_xlabel("mixing depth (layers)")
-    ax.set_ylabel("strong MCC (mean ± std over seeds)")
-    ax.set_xticks(depths)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    ax.set_title("Synthetic benchmark, d = D = 5")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    curves = {
+        model: {v: [r["mcc_strong"] for r in sub if r["model"] == model and r[sweep] == v]
+                for v in values}
+        for model in MODELS
+    }  # fmt: skip
+    ylabel = "strong MCC (mean ± std over seeds)"
+    plot_mean_std(path, curves, xs=values, ylabel=ylabel, ylim=(0, 1.02), **plot)
     return True
+
+
+def plot_mcc_vs_depth(rows: list[dict], path: str) -> bool:
+    """Strong MCC against mixing depth at d = D = 5, per model."""
+    labels = {"xlabel": "mixing depth (layers)", "title": "Synthetic benchmark, d = D = 5"}
+    return _plot_mcc(rows, path, "depth", {"d": 5, "D": 5}, **labels)
 
 
 def plot_mcc_vs_target_dim(rows: list[dict], path: str) -> bool:
-    """Strong MCC against the target dimension D at depth 3, d = 5, per model."""
-    sub = [r for r in rows if r["benchmark"] == "synthetic" and r["d"] == 5 and r["depth"] == 3]
-    dims = sorted({r["D"] for r in sub})
-    if len(dims) < 2:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for model in MODELS:
-        pts = [
-            (dim, [r["mcc_strong"] for r in sub if r["model"] == model and r["D"] == dim])
-            for dim in dims
-        ]
-        pts = [(dim, v) for dim, v in pts if v]
-        if pts:
-            ax.errorbar(
-                [p[0] for p in pts],
-                [np.mean(p[1]) for p in pts],
-                yerr=[np.std(p[1]) for p in pts],
-                marker="o",
-                capsize=3,
-                label=model,
-            )
-    ax.set_xscale("log")
-    ax.minorticks_off()
-    ax.set_xticks(dims)
-    ax.set_xticklabels([str(x) for x in dims])
-    ax.set_xlabel("target dimension D")
-    ax.set_ylabel("strong MCC (mean ± std over seeds)")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    ax.set_title("Synthetic benchmark, mixing depth 3, d = 5")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    """Strong MCC against the target dimension D at depth 3, d = 5, per model (log axis)."""
+    title = "Synthetic benchmark, mixing depth 3, d = 5"
+    return _plot_mcc(
+        rows, path, "D", {"d": 5, "depth": 3}, xlabel="target dimension D", title=title, log_x=True
+    )
 
 
 def write_outputs(rows: list[dict], workdir: str) -> None:

@@ -60,6 +60,7 @@ sys.path.insert(0, ROOT)
 
 from scripts.study_common import (  # noqa: E402  (needs ROOT on the path)
     mean_std,
+    plot_mean_std,
     read_results,
     run_jobs,
     set_xla_threads,
@@ -392,36 +393,20 @@ def plot_rsum_vs_noise(rows: list[dict], path: str) -> bool:
     sub = [r for r in rows if r.get("convention") == "caption" and r.get("rsum") is not None]
     if not sub:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ratios = sorted({r["noise"] for r in sub})
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for method in _methods_in(sub):
-        pts = [(x, [r["rsum"] for r in sub if r["method"] == method and r["noise"] == x])
-               for x in ratios]  # fmt: skip
-        pts = [(x, v) for x, v in pts if v]
-        if pts:
-            ax.errorbar(
-                [p[0] for p in pts],
-                [np.mean(p[1]) for p in pts],
-                yerr=[np.std(p[1]) for p in pts],
-                marker="o",
-                capsize=3,
-                label=method,
-            )
-    ax.set_xticks(ratios)
-    ax.set_xlabel("caption-level noise ratio")
-    ax.set_ylabel("test rSum (mean ± std over seeds)")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    ax.set_title("Offline scenes benchmark, best checkpoint by dev rSum")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    curves = {
+        method: {x: [r["rsum"] for r in sub if r["method"] == method and r["noise"] == x]
+                 for x in ratios}
+        for method in _methods_in(sub)
+    }  # fmt: skip
+    plot_mean_std(
+        path,
+        curves,
+        xs=ratios,
+        xlabel="caption-level noise ratio",
+        ylabel="test rSum (mean ± std over seeds)",
+        title="Offline scenes benchmark, best checkpoint by dev rSum",
+    )
     return True
 
 

@@ -4,6 +4,8 @@
 - `read_results(workdir)`: every `runs/**/result.json` under a study's workdir;
 - `write_csv(path, rows, fields)`: one row per run, unknown keys ignored, missing ones empty;
 - `mean_std(values)`: the "mean ± std" cell of the markdown tables (std over seeds, ddof 0);
+- `plot_mean_std(path, curves, ...)`: the figures, one error-bar curve (mean ± std over
+  seeds) per model or method against one swept setting;
 - `run_jobs(fn, jobs, ...)`: runs `fn(job)` in this process or in spawned workers and reports
   each finished run (or its error) as soon as it is done, so tables can be rewritten after
   every run.
@@ -55,6 +57,55 @@ def mean_std(values: Iterable, digits: int = 3) -> str | None:
     if not len(vals):
         return None
     return f"{vals.mean():.{digits}f} ± {vals.std():.{digits}f}"
+
+
+def plot_mean_std(
+    path: str,
+    curves: dict[str, dict[float, list]],
+    *,
+    xs: Sequence[float],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    ylim: tuple[float | None, float | None] = (0, None),
+    log_x: bool = False,
+) -> None:
+    """Writes a PNG with one error-bar curve per label of `curves` ({label: {x: values}}): the
+    mean and std (ddof 0) of the values that are not None at each x of `xs`; x values with
+    none, and labels with no point, are left out."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, by_x in curves.items():
+        pts = [(x, [v for v in by_x.get(x, []) if v is not None]) for x in xs]
+        pts = [(x, v) for x, v in pts if v]
+        if pts:
+            ax.errorbar(
+                [p[0] for p in pts],
+                [np.mean(p[1]) for p in pts],
+                yerr=[np.std(p[1]) for p in pts],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
+    if log_x:
+        ax.set_xscale("log")
+        ax.minorticks_off()
+    ax.set_xticks(xs)
+    if log_x:
+        ax.set_xticklabels([str(x) for x in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def run_jobs(

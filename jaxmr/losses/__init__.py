@@ -17,6 +17,7 @@ from jaxmr.losses.flow import (
     change_of_variables_log_likelihood,
     injective_flow_log_likelihood,
     isotropic_log_prob,
+    residual_flow_jacobian_terms,
 )
 from jaxmr.losses.gradient_reversal import gradient_reversal
 from jaxmr.losses.jacobian import (
@@ -29,6 +30,7 @@ from jaxmr.losses.jacobian import (
     log_abs_det,
     log_abs_det_identity_plus,
     logdet_power_series,
+    mlp_jacobian_transposed,
     orthogonality_penalty,
     orthogonality_penalty_probe,
     spectral_norm,
@@ -92,11 +94,13 @@ __all__ = [
     "logdet_power_series",
     "marginal_partner_indices",
     "minibatch_weighted_log_q",
+    "mlp_jacobian_transposed",
     "ncr_soft_margin",
     "nwj_lower_bound",
     "orthogonality_penalty",
     "orthogonality_penalty_probe",
     "reparameterize",
+    "residual_flow_jacobian_terms",
     "separable_scores",
     "soft_correspondence_targets",
     "soft_target_cross_entropy",

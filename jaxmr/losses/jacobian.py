@@ -30,7 +30,7 @@ jitted step was seen to hang on CPU with jax 0.10.2 (docs/methods.md §1, docs/i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -72,6 +72,42 @@ def example_jacobian(
 def batched_jacobian(f: Fn, xs: jax.Array, *, mode: str = "auto") -> jax.Array:
     """Per-example Jacobians `[B, d, D]` of `f` at the rows of `xs` `[B, D]`."""
     return jax.vmap(lambda x: example_jacobian(f, x, mode=mode))(xs)
+
+
+def mlp_jacobian_transposed(kernels: Sequence[jax.Array], slopes: Sequence[jax.Array]):
+    r"""Per-example Jacobians of MLPs, transposed, from their weights and activation slopes.
+
+    For h(x) = W_L^T act(... act(W_1^T x + b_1) ...) + b_L (`jaxmr.models.ivae.MLP`, weights
+    `[in, out]`),
+
+        J_h(x)^T = W_1 diag(s_1) W_2 diag(s_2) ... diag(s_{L-1}) W_L,   s_l = act'(a_l),
+
+    formed left to right: W_1 scaled per example, then one matmul per layer with the shared
+    weights, whose rows are all examples' `in` rows together. The cost is that of `in`
+    forward-mode JVPs without the first layer's identity-tangent matmul; the slopes come from
+    the forward pass (`MLP.forward_with_slopes`), so h is not evaluated again.
+
+    Leading axes are shared: with the weights of K blocks stacked, `[K, in, out]`, and their
+    slopes `[K, B, width]`, the result is `[K, B, in, out]` from one batched matmul per layer.
+
+    Args:
+      kernels: L >= 2 weight matrices `[..., in_l, out_l]` (leading axes: e.g. blocks).
+      slopes: L - 1 slope arrays `[..., B, out_l]` for the hidden layers.
+
+    Returns:
+      `[..., B, in, out]`: J^T per example (J = dh/dx is `[out, in]`).
+    """
+    if len(slopes) != len(kernels) - 1:
+        raise ValueError(
+            f"mlp_jacobian_transposed: {len(kernels)} weight matrices need "
+            f"{len(kernels) - 1} slope arrays, got {len(slopes)}"
+        )
+    if not slopes:
+        raise ValueError("mlp_jacobian_transposed: an MLP without hidden layers is linear")
+    t = kernels[0][..., None, :, :] * slopes[0][..., :, None, :]  # [..., B, in, h_1]
+    for kernel, slope in zip(kernels[1:-1], slopes[1:], strict=True):
+        t = jnp.einsum("...bih,...hg->...big", t, kernel) * slope[..., :, None, :]
+    return jnp.einsum("...bih,...ho->...bio", t, kernels[-1])
 
 
 def spectral_norm(jac: jax.Array) -> jax.Array:

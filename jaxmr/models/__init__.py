@@ -1,5 +1,6 @@
 """Flax NNX modules (no losses). The pretrained towers (`jaxmr.models.text`,
-`jaxmr.models.image`) import `transformers` and are imported by full path."""
+`jaxmr.models.image`, and `jaxmr.models.towers` for the towers a config names) import
+`transformers` and are imported by full path."""
 
 from jaxmr.models.critics import (
     BilinearCritic,

@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmr.losses import jacobian as jac_lib
 from jaxmr.losses import lapack_free
 
 
@@ -66,6 +65,23 @@ class MLP(nnx.Module):
             if i < self.num_layers - 1:
                 x = self.act(x)
         return x
+
+    def kernels(self) -> list[jax.Array]:
+        """The dense layers' weight matrices, `[in, out]` each (y = x W + b)."""
+        return [getattr(self, f"dense_{i}").kernel[...] for i in range(self.num_layers)]
+
+    def forward_with_slopes(self, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
+        """The output and, for every hidden layer, the activation's slope act'(a) at its
+        pre-activations a (`[..., width]`): with `kernels()`, what
+        `jaxmr.losses.jacobian.mlp_jacobian_transposed` needs. The activations are
+        element-wise, so one JVP with a tangent of ones gives all slopes."""
+        slopes = []
+        for i in range(self.num_layers):
+            x = getattr(self, f"dense_{i}")(x)
+            if i < self.num_layers - 1:
+                x, slope = jax.jvp(self.act, (x,), (jnp.ones_like(x),))
+                slopes.append(slope)
+        return x, slopes
 
 
 class ResidualFlow(nnx.Module):
@@ -138,82 +154,35 @@ class ResidualFlow(nnx.Module):
                 )
         return y
 
-    def forward_with_jacobian_terms(
-        self,
-        y: jax.Array,
-        key: jax.Array,
-        *,
-        logdet: str = "exact",
-        spectral: str = "exact",
-        jacobian_mode: str = "auto",
-        power_iters: int = 8,
-        series_terms: int = 8,
-        probes: int = 1,
-    ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """g(y) with log|det J_g| and every branch's Jacobian spectral norm.
+    def forward_with_blocks(self, y: jax.Array) -> tuple[jax.Array, jax.Array, list[tuple]]:
+        """g(y) and what each residual block's Jacobian terms need; the losses decide how to
+        compute them (`jaxmr.losses.flow.residual_flow_jacobian_terms`).
 
         Args:
           y: `[B, D]`.
-          key: PRNG key for power-iteration starts and Hutchinson probes.
-          logdet: `exact` (LU of I + J_h, `lapack_free.log_abs_det`), `series` (power
-            series + Hutchinson), or `none` (skip the branches' log dets, e.g. for the
-            injective-flow form; the affine and linear layers' log dets are still added).
-          spectral: `exact` (formed J, `lapack_free.spectral_norm_gram`: 1,024 power steps
-            on J^T J by repeated squaring) or `power` (JVP/VJP power iteration, J never
-            formed).
-          jacobian_mode: how exact per-example Jacobians are formed (see
-            `jaxmr.losses.example_jacobian`).
 
         Returns:
-          (z `[B, D]`, log_det `[B]`, sigmas `[B, K]`).
+          (z `[B, D]`, log |det W| of the linear layer (scalar, 0 without one), blocks): one
+          `(h_k, y_k, a_k, s_k)` per block k: the residual branch h_k, its input y_k `[B, D]`,
+          the block's affine log det a_k = sum of its log scales (scalar, 0 without affine
+          layers), and the branch's activation slopes at y_k (`MLP.forward_with_slopes`, from
+          this pass), from which its Jacobian can be formed without another pass.
         """
-        if logdet not in ("exact", "series", "none") or spectral not in ("exact", "power"):
-            raise ValueError(
-                f"logdet must be exact|series|none and spectral exact|power, got {logdet!r}, "
-                f"{spectral!r}"
-            )
-        b = y.shape[0]
-        total = jnp.zeros((b,), y.dtype) + self.linear_log_det()
+        linear_log_det = self.linear_log_det()
         y = self._linear_in(y)
-        sigmas = []
-        keys = jax.random.split(key, (self.num_blocks, 2))
-        need_jac = logdet == "exact" or spectral == "exact"
-        jacs = []  # the exact terms of all blocks are computed together after the pass
+        blocks = []
         for k in range(self.num_blocks):
             h = self.branch(k)
-            if need_jac:
-                jacs.append(jac_lib.batched_jacobian(h, y, mode=jacobian_mode))
-            if logdet == "series":
-                ks = jax.random.split(keys[k, 0], b)
-                total = total + jax.vmap(
-                    lambda v, kk, h=h: jac_lib.logdet_power_series(
-                        h, v, kk, n_terms=series_terms, n_probes=probes
-                    )
-                )(y, ks)
-            if spectral == "power":
-                ks = jax.random.split(keys[k, 1], b)
-                sigmas.append(
-                    jax.vmap(
-                        lambda v, kk, h=h: jac_lib.spectral_norm_power(
-                            h, v, kk, n_iter=power_iters
-                        )[0]
-                    )(y, ks)
-                )
-            y = y + h(y)
+            y_in = y
+            out, slopes = h.forward_with_slopes(y)
+            y = y + out
+            affine_log_det = jnp.zeros((), y.dtype)
             if self.affine:
                 log_scale = getattr(self, f"log_scale_{k}")[...]
                 y = y * jnp.exp(log_scale) + getattr(self, f"shift_{k}")[...]
-                total = total + jnp.sum(log_scale)
-        if need_jac:
-            # Exact terms in plain XLA ops (batched LAPACK calls of several blocks at once
-            # deadlock XLA:CPU's thread pool at D >= 10, see jaxmr.losses.lapack_free), on all
-            # blocks' Jacobians at once: [K, B, D, D] makes one set of fused ops, not K.
-            jac = jnp.stack(jacs)
-            if logdet == "exact":
-                total = total + jnp.sum(lapack_free.log_abs_det_identity_plus(jac), axis=0)
-            if spectral == "exact":
-                return y, total, jnp.moveaxis(lapack_free.spectral_norm_gram(jac), 0, -1)
-        return y, total, jnp.stack(sigmas, axis=-1)
+                affine_log_det = jnp.sum(log_scale)
+            blocks.append((h, y_in, affine_log_det, slopes))
+        return y, linear_log_det, blocks
 
     def inverse(self, z: jax.Array, *, num_iters: int = 100) -> jax.Array:
         """g^{-1}(z) by fixed-point iteration, block by block in reverse: the implicit decoder

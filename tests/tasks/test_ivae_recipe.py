@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from configs import ivae_recipe
+from jaxmr.data import recipe_features as rf
 from jaxmr.evaluate import evaluate
 from jaxmr.metrics.mcc import correlation_matrix
 from jaxmr.tasks import TASKS, build_task
@@ -103,8 +104,8 @@ def test_planted_greenness_is_recovered(cache_dir):
     config.evals.retrieval.every_steps = -1
     config.evals.food.every_steps = -1
     task = TASKS[config.task](config)
-    held = task_lib.load_recipe_features(config)["test"]
-    planted = held.factors[:, held.factor_names.index(task_lib.PLANTED)]
+    held = rf.load_recipe_features(config.data, config.model)["test"]
+    planted = held.factors[:, held.factor_names.index(rf.PLANTED)]
     eval_arrays = task.info["head_inputs"](held)
     assert len(planted) == 120
 
@@ -135,37 +136,37 @@ def test_planted_greenness_is_recovered(cache_dir):
 @requires_minilm
 def test_feature_cache_is_reused_and_keyed_by_towers(cache_dir, monkeypatch):
     config = _config(cache_dir)
-    first = task_lib.load_recipe_features(config)  # encoded by the tests above, or now
+    first = rf.load_recipe_features(config.data, config.model)  # encoded by the tests above, or now
 
     def no_towers(*a, **k):
         raise AssertionError("towers loaded although the features are cached")
 
-    monkeypatch.setattr(task_lib, "load_towers", no_towers)
-    again = task_lib.load_recipe_features(config)
+    monkeypatch.setattr(rf, "load_towers", no_towers)
+    again = rf.load_recipe_features(config.data, config.model)
     for split in ("train", "test"):
         np.testing.assert_array_equal(first[split].recipe, again[split].recipe)
         np.testing.assert_array_equal(first[split].ids, again[split].ids)
     other = _config(cache_dir, **{"model.text_tower.seed": 1})
-    assert task_lib._cache_file(other.data, other.model, "test") != task_lib._cache_file(
+    assert rf.feature_cache_file(other.data, other.model, "test") != rf.feature_cache_file(
         config.data, config.model, "test"
     )
     with pytest.raises(AssertionError, match="towers loaded"):
-        task_lib.load_recipe_features(other)
+        rf.load_recipe_features(other.data, other.model)
 
 
 @requires_minilm
 def test_precomputed_features_with_root_for_food_factors(cache_dir, tmp_path):
     config = _config(cache_dir)
-    feats = task_lib.load_recipe_features(config)
+    feats = rf.load_recipe_features(config.data, config.model)
     for split, f in feats.items():
         # Reversed order: the reader must align by id, not by position.
         np.savez(
             tmp_path / f"{split}.npz", ids=f.ids[::-1], image=f.image[::-1], recipe=f.recipe[::-1]
         )
-    root = task_lib.fixture_root(config.data)
+    root = rf.fixture_root(config.data)
     pre = _config(cache_dir, **{"data.source": "features", "data.root": root})
     pre.data.features_path = str(tmp_path / "{split}.npz")
-    got = task_lib.load_recipe_features(pre)["test"]
+    got = rf.load_recipe_features(pre.data, pre.model)["test"]
     want = feats["test"]
     order = np.argsort(want.ids)
     back = np.argsort(got.ids)
@@ -199,7 +200,7 @@ def test_tfds_source_encodes_shards_and_draws_galleries_from_them(tmp_path):
     config.evals.food.gallery_n = 2
     task = TASKS[config.task](config)
     test_ids = {i for i in info.clean_ids if info.partition[i] == "test"}
-    held = task_lib.load_recipe_features(config)["test"]
+    held = rf.load_recipe_features(config.data, config.model)["test"]
     assert set(held.ids) == test_ids and held.image.shape[1] == 16
     assert all(r.startswith("tfds:") for r in held.image_refs)
     mesh = mesh_lib.make_data_mesh(1)
@@ -241,7 +242,7 @@ def test_isometry_ablation_embeds_the_target_alone(cache_dir):
 def test_head_inputs_whiten_the_train_target():
     rng = np.random.default_rng(0)
     n = 500
-    feats = task_lib.RecipeFeatures(
+    feats = rf.RecipeFeatures(
         ids=np.arange(n).astype(str),
         image=rng.normal(size=(n, 6)) * 3 + 1,
         recipe=rng.normal(size=(n, 10)) @ rng.normal(size=(10, 10)),
@@ -276,12 +277,6 @@ def test_config_errors_name_the_key(overrides, pattern, tmp_path):
         TASKS["ivae_recipe"](_config(str(tmp_path), **overrides))
 
 
-def test_image_tower_path_is_required_without_random_init(tmp_path):
-    config = _config(str(tmp_path), **{"model.image_tower.random_init": False})
-    with pytest.raises(ValueError, match="image_tower.path is empty"):
-        task_lib.load_towers(config.model, config.data)
-
-
 @pytest.mark.slow
 @requires_minilm
 def test_smoke_with_pretrained_minilm(tmp_path):
@@ -291,20 +286,5 @@ def test_smoke_with_pretrained_minilm(tmp_path):
     )
     out = loop.train_and_evaluate(build_task(config), config, str(tmp_path / "run"))
     assert np.isfinite(out["train/loss"])
-    feats = task_lib.load_recipe_features(config)["test"]
+    feats = rf.load_recipe_features(config.data, config.model)["test"]
     assert feats.recipe.shape[1] == 384
-
-
-@requires_minilm
-def test_cache_reads_and_writes_are_announced(tmp_path, capsys):
-    cache = tmp_path / "cache"
-    config = _config(str(cache), **{"data.fixture.n": 60})
-    task_lib.load_recipe_features(config)
-    out = capsys.readouterr().out
-    assert f"writing the Recipe1M fixture to the cache {cache}/fixture-n60" in out
-    written = [ln for ln in out.splitlines() if ln.startswith("cached ")]
-    assert len(written) == 2 and all(str(cache / "features") in ln for ln in written), out
-    assert all("--config.data.cache_dir=DIR" in ln for ln in written)
-    task_lib.load_recipe_features(config)
-    again = capsys.readouterr().out.splitlines()
-    assert [ln.split(" features from the cache ")[0] for ln in again] == ["train", "test"]

@@ -57,6 +57,7 @@ from jaxmr.losses import jacobian as jac_lib
 from jaxmr.losses import lapack_free
 from jaxmr.losses import vae as vae_lib
 from jaxmr.models.ivae import MLP, ConditionalPrior, GaussianEncoder, ResidualFlow
+from jaxmr.models.pure import PureModule
 from jaxmr.tasks.ivae.evaluators import MCCEvaluator
 from jaxmr.tasks.ivae.traversal import TraversalEvaluator
 from jaxmr.train.optim import build_optimizer
@@ -164,6 +165,45 @@ class IVAEModel(nnx.Module):
             )
 
 
+def ivae_params(cfg, x_dim: int, y_dim: int, *, linear_init=None):
+    """(init_fn, bind) of the `IVAEModel` of `cfg` as the trainer's `model` group: `init_fn(key)`
+    gives `{"model": pure dict}`, `bind(params)` the module holding `params["model"]`.
+    `linear_init` (mean `[D]`, rotation `[D, D]`) sets the flow's first linear layer."""
+
+    def make(rngs):
+        model = IVAEModel(cfg, x_dim, y_dim, rngs=rngs)
+        if linear_init is not None:
+            model.flow.linear_bias[...] = jnp.asarray(linear_init[0])
+            model.flow.linear_weight[...] = jnp.asarray(linear_init[1])
+        return model
+
+    module = PureModule(make)
+    return (lambda key: {"model": module.init(key)}), (lambda params: module.bind(params["model"]))
+
+
+def ivae_task(name, cfg, init_fn, bind, loss_fn, predict_fn, arrays, evaluators, **info) -> Task:
+    """A task of the iIVAE family: the `model` group of `ivae_params` trained by one phase with
+    the optimiser of `cfg`; `info` has the dimensions of `arrays`, the number of training
+    examples, `bind`, and the entries given."""
+    return Task(
+        name=name,
+        init_fn=init_fn,
+        optimizers={"model": build_optimizer(cfg.optim, cfg.schedule, cfg.total_steps)},
+        phases=(Phase("train", ("model",), loss_fn),),
+        predict_fn=predict_fn,
+        train_arrays=arrays,
+        evaluators=evaluators,
+        info={
+            "x_dim": arrays["x"].shape[1],
+            "y_dim": arrays["y"].shape[1],
+            "latent_dim": int(cfg.model.latent_dim),
+            "num_examples": len(arrays["y"]),
+            "bind": bind,
+        }
+        | info,
+    )
+
+
 def _check(cfg, arrays):
     m = cfg.model
     if m.variant not in VARIANTS:
@@ -263,25 +303,11 @@ def build_ivae(cfg) -> Task:
             return v
         return v @ projection[1].T + projection[0]
 
-    abstract = nnx.eval_shape(lambda: IVAEModel(cfg, x_dim, target_dim, rngs=nnx.Rngs(0)))
-    graphdef, abstract_state = nnx.split(abstract)
-
     linear_init = None
     if variant == "implicit" and cfg.model.flow.get("linear", False):
         if cfg.model.flow.get("linear_init", "identity") == "pca":
             linear_init = pca_rotation(np.asarray(project(arrays["y"])))
-
-    def init_fn(key):
-        model = IVAEModel(cfg, x_dim, target_dim, rngs=nnx.Rngs(key))
-        if linear_init is not None:
-            model.flow.linear_bias[...] = jnp.asarray(linear_init[0])
-            model.flow.linear_weight[...] = jnp.asarray(linear_init[1])
-        return {"model": nnx.to_pure_dict(nnx.split(model)[1])}
-
-    def bind(params) -> IVAEModel:
-        state = jax.tree.map(lambda a: a, abstract_state)
-        nnx.replace_by_pure_dict(state, params["model"])
-        return nnx.merge(graphdef, state)
+    init_fn, bind = ivae_params(cfg, x_dim, target_dim, linear_init=linear_init)
 
     def loss_fn(params, batch, ctx):
         key = ctx.key
@@ -320,22 +346,8 @@ def build_ivae(cfg) -> Task:
     traversal = _traversal_evaluator(cfg, arrays, maps, bind, project, unproject, projection)
     if traversal is not None:
         evaluators.append(traversal)
-    return Task(
-        name="ivae",
-        init_fn=init_fn,
-        optimizers={"model": build_optimizer(cfg.optim, cfg.schedule, cfg.total_steps)},
-        phases=(Phase("train", ("model",), loss_fn),),
-        predict_fn=predict_fn,
-        train_arrays=arrays,
-        evaluators=evaluators,
-        info={
-            "variant": variant,
-            "x_dim": x_dim,
-            "y_dim": y_dim,
-            "latent_dim": d,
-            "num_examples": len(arrays["y"]),
-            "bind": bind,
-        },
+    return ivae_task(
+        "ivae", cfg, init_fn, bind, loss_fn, predict_fn, arrays, evaluators, variant=variant
     )
 
 
@@ -442,9 +454,11 @@ def projection_warning(variances: np.ndarray, d: int, *, min_gap: float = 1.5) -
 
 def _implicit_loss(model, x, y, key, d, loss_cfg, beta, gamma):
     injective = getattr(model, "target_mode", "full") == "injective" and y.shape[-1] > d
-    z_full, logdet, sigmas = model.flow.forward_with_jacobian_terms(
-        y,
+    z_full, linear_log_det, blocks = model.flow.forward_with_blocks(y)
+    logdet, sigmas = flow_lib.residual_flow_jacobian_terms(
+        blocks,
         key,
+        linear_log_det=linear_log_det,
         logdet="none" if injective else loss_cfg.logdet,
         spectral=loss_cfg.spectral,
         jacobian_mode=loss_cfg.jacobian_mode,
@@ -502,29 +516,13 @@ def _explicit_loss(model, x, y, key, variant, obs_logvar, beta, tc=None):
     else:
         mean_p = logvar_p = jnp.zeros_like(mean_q)
     z = vae_lib.reparameterize(key, mean_q, logvar_q)
+    gaussians = {"mean_q": mean_q, "logvar_q": logvar_q, "mean_p": mean_p, "logvar_p": logvar_p}
+    recon = model.decoder(z)
     if tc is not None:  # the published beta-TC objective (weights and N in `tc`)
-        value, parts = vae_lib.beta_tc_elbo(
-            y,
-            model.decoder(z),
-            z,
-            obs_logvar=obs_logvar,
-            mean_q=mean_q,
-            logvar_q=logvar_q,
-            mean_p=mean_p,
-            logvar_p=logvar_p,
-            **tc,
-        )
-        aux = {"objective": jnp.mean(value)} | {k: jnp.mean(v) for k, v in parts.items()}
-        return -jnp.mean(value), aux
-    value, parts = vae_lib.elbo(
-        y,
-        model.decoder(z),
-        obs_logvar=obs_logvar,
-        mean_q=mean_q,
-        logvar_q=logvar_q,
-        mean_p=mean_p,
-        logvar_p=logvar_p,
-        beta=beta,
-    )
-    aux = {"elbo": jnp.mean(value)} | {k: jnp.mean(v) for k, v in parts.items()}
+        value, parts = vae_lib.beta_tc_elbo(y, recon, z, obs_logvar=obs_logvar, **gaussians, **tc)
+        name = "objective"
+    else:
+        value, parts = vae_lib.elbo(y, recon, obs_logvar=obs_logvar, **gaussians, beta=beta)
+        name = "elbo"
+    aux = {name: jnp.mean(value)} | {k: jnp.mean(v) for k, v in parts.items()}
     return -jnp.mean(value), aux
