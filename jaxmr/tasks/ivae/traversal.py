@@ -28,6 +28,7 @@ import numpy as np
 
 from jaxmr.data.shapes_task import pca_images
 from jaxmr.data.synthetic import unmix
+from jaxmr.losses.flow import residual_flow_jacobian_terms
 from jaxmr.metrics.mcc import correlation_matrix
 from jaxmr.train.task import Evaluator
 from jaxmr.viz import traversal as viz
@@ -126,8 +127,8 @@ class TraversalEvaluator(Evaluator):
             return v, jnp.max(jnp.abs(flow(v) - z), axis=-1)
 
         def branch_sigmas(params, v):
-            flow = bind(params).flow
-            return flow.forward_with_jacobian_terms(v, jax.random.key(0), logdet="none")[2]
+            _, _, blocks = bind(params).flow.forward_with_blocks(v)
+            return residual_flow_jacobian_terms(blocks, jax.random.key(0), logdet="none")[1]
 
         self._encode, self._decode = jax.jit(encode), jax.jit(decode)
         self._inverse_checked, self._sigmas = jax.jit(inverse_checked), jax.jit(branch_sigmas)
