@@ -55,7 +55,7 @@ def load_frozen_tower(tower_cfg):
     key = json.dumps([path, int(tower_cfg.seed), int(tower_cfg.max_length)])
     if key not in _TOWERS:
         if tower_cfg.random_init:
-            from jaxmr.tasks.ivae.recipe import random_text_tower  # noqa: PLC0415
+            from jaxmr.models.towers import random_text_tower  # noqa: PLC0415
 
             _TOWERS[key] = random_text_tower(int(tower_cfg.max_length), seed=int(tower_cfg.seed))
         else:
