@@ -45,6 +45,18 @@ def _uniform_init(scale: float):
     return init
 
 
+def xavier_linear(in_dim: int, out_dim: int, *, rngs: nnx.Rngs) -> nnx.Linear:
+    """Linear layer with a Xavier-uniform weight and a zero bias (SCAN/NCR's
+    `EncoderImagePrecomp.init_weights`), for every projection onto the joint space."""
+    return nnx.Linear(
+        in_dim,
+        out_dim,
+        kernel_init=nnx.initializers.xavier_uniform(),
+        bias_init=nnx.initializers.zeros_init(),
+        rngs=rngs,
+    )
+
+
 class RegionEncoder(nnx.Module):
     """Linear F → D per region, then L2 per region; pooled code = L2(mean over regions).
 
@@ -58,13 +70,7 @@ class RegionEncoder(nnx.Module):
     def __init__(self, feature_dim: int, embed_dim: int, *, normalise: bool = True,
                  rngs: nnx.Rngs):  # fmt: skip
         # Xavier-uniform weight and zero bias, as EncoderImagePrecomp.init_weights.
-        self.fc = nnx.Linear(
-            feature_dim,
-            embed_dim,
-            kernel_init=nnx.initializers.xavier_uniform(),
-            bias_init=nnx.initializers.zeros_init(),
-            rngs=rngs,
-        )
+        self.fc = xavier_linear(feature_dim, embed_dim, rngs=rngs)
         self.normalise = normalise
 
     def encode_regions(self, regions: jax.Array) -> jax.Array:
@@ -157,13 +163,7 @@ class ProjectedTextEncoder(nnx.Module):
     """
 
     def __init__(self, feature_dim: int, embed_dim: int, *, rngs: nnx.Rngs):
-        self.fc = nnx.Linear(
-            feature_dim,
-            embed_dim,
-            kernel_init=nnx.initializers.xavier_uniform(),
-            bias_init=nnx.initializers.zeros_init(),
-            rngs=rngs,
-        )
+        self.fc = xavier_linear(feature_dim, embed_dim, rngs=rngs)
 
     def __call__(self, features: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
         """``[B, H]`` sentence embeddings (``lengths`` is ignored: the retrieval nets pass
