@@ -296,17 +296,6 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict[str, Any]:
                     progress.update(step, {k: v for k, v in scalars.items() if k.endswith("loss")})
                     last.update(scalars)
                     pending = []
-                if save:
-                    with progress.timing("checkpoint"):
-                        ckpt.save(step, state, extras=loader.per_example)
-                if preempted:
-                    ckpt.wait()
-                    _log(
-                        f"received {stop.signal_name}: saved checkpoint at step {step}; "
-                        "exiting (rerun the same command to resume)"
-                    )
-                    last["preempted"] = True
-                    break
                 results = {}
                 for ev in task.evaluators:
                     if _due(step, ev.every_steps, total):
@@ -318,9 +307,23 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict[str, Any]:
                         shown = "  ".join(f"{k} {v:.4f}" for k, v in res.items())
                         _log(f"eval step {step}: {shown}  ({time.perf_counter() - t0:.1f}s)")
                 last.update(results)
+                # The checkpoint of a step comes after its evaluations: a run killed in
+                # between resumes from the previous checkpoint and redoes them, where the
+                # other order lost the step's evaluation rows for good.
+                if save:
+                    with progress.timing("checkpoint"):
+                        ckpt.save(step, state, extras=loader.per_example)
                 if best is not None and task.best_metric in results:
                     with progress.timing("checkpoint"):
                         best.save(step, state, results)
+                if preempted:
+                    ckpt.wait()
+                    _log(
+                        f"received {stop.signal_name}: saved checkpoint at step {step}; "
+                        "exiting (rerun the same command to resume)"
+                    )
+                    last["preempted"] = True
+                    break
     finally:
         if prefetch is not None:
             prefetch.close()

@@ -264,3 +264,32 @@ def test_4_hook_row_not_duplicated_on_resume_at_epoch_boundary(tmp_path):
     loop.train_and_evaluate(build_pairs_toy(config), config, str(tmp_path / "ref"))
     ref = [json.loads(r) for r in open(tmp_path / "ref" / "metrics.jsonl")]
     assert [(r["step"], sorted(r)) for r in rows] == [(r["step"], sorted(r)) for r in ref]
+
+
+# 4c. A run killed right after a checkpoint that shares its step with an evaluation keeps
+# that evaluation's row: the checkpoint of a step is written after the step's evaluations.
+def test_4_eval_row_of_a_checkpointed_step_survives_a_kill(tmp_path, monkeypatch):
+    from jaxmr.train import checkpoint as ckpt_lib
+
+    class Killed(Exception):
+        pass
+
+    config = toy_config(total_steps=10, **{"schedule.checkpoint_every_steps": 5})
+    original = ckpt_lib.Checkpointer.save
+
+    def save_then_die(self, step, state, **kw):
+        original(self, step, state, **kw)
+        if step == 5:
+            raise Killed
+
+    workdir = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(ckpt_lib.Checkpointer, "save", save_then_die)
+        with pytest.raises(Killed):
+            loop.train_and_evaluate(build_pairs_toy(config), config, str(workdir))
+    loop.train_and_evaluate(build_pairs_toy(config), config, str(workdir))
+    rows = [json.loads(r) for r in open(workdir / "metrics.jsonl")]
+    assert [r["step"] for r in rows if "fit/err" in r] == [5, 10]
+    loop.train_and_evaluate(build_pairs_toy(config), config, str(tmp_path / "ref"))
+    ref = [json.loads(r) for r in open(tmp_path / "ref" / "metrics.jsonl")]
+    assert [(r["step"], sorted(r)) for r in rows] == [(r["step"], sorted(r)) for r in ref]
