@@ -5,8 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WORKDIR ?= runs/ivae_synthetic
-# The demo's config; CI runs `make demo CONFIG=configs/ivae_synthetic.py:smoke` (seconds).
+# The demo's config; tests/test_makefile.py runs `make demo CONFIG=configs/ivae_synthetic.py:smoke`
+# on a fresh copy of the repository (seconds).
 CONFIG  ?= configs/ivae_synthetic.py
+# pytest-xdist workers for `make test` (one per core of a 2-core machine; each simulates 8
+# JAX devices and needs ~3 GB at its peak).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint venv clean
 
@@ -34,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest -q --durations=10
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=10
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -150,6 +150,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 span=2.0,
                 num_iters=100,  # fixed-point iterations per block
                 max_examples=2000,  # for the latents' spread and the round trip
+                cost_points=256,  # eval.py: points for the inverse's cost and round trip
                 seed=0,
             ),
         )
@@ -171,5 +172,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.schedule.checkpoint_every_steps = 20
         config.evals.mcc.every_steps = 20
         config.evals.mcc.max_examples = 0
+        config.evals.traversal.cost_points = 64
         config.data.shapes.num_examples = 1000
     return config

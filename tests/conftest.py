@@ -15,6 +15,14 @@ import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
 _OWN_CACHE = None
+# Tests check what the code computes, not how fast XLA's output runs: with most XLA
+# optimisations off, compiling a step takes a fraction of the time (the suite is mostly
+# compiles of tiny steps). Set JAX_DISABLE_MOST_OPTIMIZATIONS=0 to test the optimised build.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# Cache every executable, not only those that took over a second to compile (the default):
+# with optimisations off most compiles are shorter than that, and the subprocess runs
+# (train.py, eval.py, two-process JAX) repeat the same smoke steps.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _OWN_CACHE = tempfile.mkdtemp(prefix="jaxmr-tests-xla-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE

@@ -29,16 +29,27 @@ def _config(cache, arg="smoke", **overrides):
     return config
 
 
-def test_estimator_phase_updates_only_the_estimators(cache):
-    task = build_task(_config(cache, **{"loss.est_repeats": 3}))
+@pytest.fixture(scope="module")
+def stepped(cache):
+    """One compiled full training step (encoder phases, then the estimator phase 3 times),
+    shared by the tests below: compiling DisNCL's step is most of their cost."""
+    config = _config(cache, **{"loss.est_repeats": 3})
+    task = build_task(config)
+    batch = task.make_sampler(batch_size=32, seed=0).batch(0)
+    state = step_lib.init_state(task, jax.random.key(0), mesh_lib.make_data_mesh(1))
+    init = jax.device_get(state)
+    after, metrics = jax.jit(step_lib.make_train_step(task))(state, batch, jax.random.key(1))
+    return dict(config=config, task=task, batch=batch, init=init, after=after, metrics=metrics)
+
+
+def test_estimator_phase_updates_only_the_estimators(stepped):
+    task, batch = stepped["task"], stepped["batch"]
     assert [p.name for p in task.phases] == ["net_a", "net_b", "est"]
     assert task.phases[2].repeats == 3
     est_only = Task(**{**task.__dict__, "phases": (task.phases[2],)})
-    batch = task.make_sampler(batch_size=32, seed=0).batch(0)
-    mesh = mesh_lib.make_data_mesh(1)
-    # One full step first, so that the carry holds the codes the estimator phase fits on.
-    state = step_lib.init_state(task, jax.random.key(0), mesh)
-    state, _ = jax.jit(step_lib.make_train_step(task))(state, batch, jax.random.key(1))
+    # Start from the state after one full step, so that the carry holds the codes the
+    # estimator phase fits on.
+    state = stepped["after"]
     before = jax.device_get(state)
     after, m = jax.jit(step_lib.make_train_step(est_only))(state, batch, jax.random.key(2))
     after = jax.device_get(after)
@@ -58,19 +69,13 @@ def test_estimator_phase_updates_only_the_estimators(cache):
     assert "est/net_a/image_est_loss" in m
 
 
-def test_estimator_fits_the_codes_of_the_encoders_before_their_update(cache):
+def test_estimator_fits_the_codes_of_the_encoders_before_their_update(stepped):
     """The encoder phases hand their stop-gradient codes to the estimator phase through the
     carry: after a step the carry holds the codes of the step's *initial* parameters."""
-    config = _config(cache)
-    task = build_task(config)
-    batch = task.make_sampler(batch_size=32, seed=0).batch(0)
-    mesh = mesh_lib.make_data_mesh(1)
-    state = step_lib.init_state(task, jax.random.key(0), mesh)
-    init = jax.device_get(state)
+    config, task, batch = stepped["config"], stepped["task"], stepped["batch"]
+    init, after = stepped["init"], jax.device_get(stepped["after"])
     dims = (batch["images"].shape[-1], task.info["data"].vocab_size)
     nets = Nets(config.model, *dims, task.info["nets"], disentangled=True)
-    after, _ = jax.jit(step_lib.make_train_step(task))(state, batch, jax.random.key(1))
-    after = jax.device_get(after)
     for net in nets.names:
         model = nets.bind(init.params, net)
         codes = after.carry[f"codes_{net}"]
@@ -83,16 +88,13 @@ def test_estimator_fits_the_codes_of_the_encoders_before_their_update(cache):
         assert np.abs(np.asarray(moved) - codes["image_s"]).max() > 1e-4  # the nets did move
 
 
-def test_every_term_is_logged_and_finite(cache):
-    task = build_task(_config(cache))
-    batch = task.make_sampler(batch_size=16, seed=0).batch(0)
-    mesh = mesh_lib.make_data_mesh(1)
-    state = step_lib.init_state(task, jax.random.key(0), mesh)
-    _, m = jax.jit(step_lib.make_train_step(task))(state, batch, jax.random.key(1))
+def test_every_term_is_logged_and_finite(stepped):
+    m = stepped["metrics"]
     for term in ("match", "L_S", "L_S_infonce", "L_S_cond", "L_X", "L_Dis", "L_reg"):
         assert np.isfinite(m[f"net_a/{term}"]), term
     # L_Dis = gamma L_S + (1 - gamma) L_X
-    g = 0.5
+    g = stepped["config"].loss.gamma
+    assert g == 0.5
     np.testing.assert_allclose(
         m["net_a/L_Dis"], g * m["net_a/L_S"] + (1 - g) * m["net_a/L_X"], rtol=1e-5
     )

@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SMOKE = "configs/ivae_synthetic.py:smoke"
 LONG = [
     "--config.total_steps=160",
-    "--config.schedule.checkpoint_every_steps=20",
+    "--config.schedule.checkpoint_every_steps=40",
     "--config.schedule.log_every_steps=10",
     "--config.evals.mcc.every_steps=80",
 ]
@@ -82,7 +82,7 @@ def _assert_same_state(a, b):
 def test_sigkill_then_resume_is_bit_identical(reference, tmp_path):
     workdir = str(tmp_path / "run")
     proc = _start(workdir, *LONG)
-    _wait_for_checkpoint(proc, workdir, 60)
+    _wait_for_checkpoint(proc, workdir, 80)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL

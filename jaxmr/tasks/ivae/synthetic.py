@@ -384,6 +384,7 @@ def _traversal_evaluator(cfg, arrays, maps, bind, project, unproject, projection
         span=tcfg.span,
         num_iters=tcfg.num_iters,
         max_examples=tcfg.max_examples,
+        cost_points=tcfg.cost_points,
         seed=tcfg.seed,
         factor_names=names,
     )
