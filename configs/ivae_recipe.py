@@ -141,7 +141,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 seed=0,
                 scores=("cosine", "loglik"),
             ),
-            food=dict(every_steps=5000, latents="target", max_examples=0, gallery_n=6, seed=0),
+            food=dict(every_steps=5000, max_examples=0, gallery_n=6, seed=0),  # both sides
         )
     )
 

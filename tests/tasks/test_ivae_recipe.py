@@ -71,18 +71,29 @@ def test_smoke_train_then_eval_writes_metrics_and_figures(cache_dir, tmp_path):
     assert on_disk["retrieval/cosine/bag50/i2r/R@1"] == pytest.approx(
         out["retrieval/cosine/bag50/i2r/R@1"]
     )
-    table = on_disk["food/table"]
-    for name in ("savoriness", "wateriness", "greenness", "energy", "sugars", "planted_greenness"):
-        assert len(table[name]["spearman"]) == config.model.latent_dim, name
-    for name in ("savoriness", "wateriness", "greenness"):
-        assert table[name]["matched_latent"] in range(config.model.latent_dim)
-    assert 0.0 <= on_disk["food/lexicon"]["mcc"] <= 1.0
-    assert 0.0 <= on_disk["food/nutrition"]["mcc"] <= 1.0
-    assert table["planted_greenness"]["matched_latent"] is None  # shown, not matched
+    sides = on_disk["food/sides"]
+    assert sides == {
+        "target": "target latents z = g(y) (recipe side)",
+        "prior_mean": "prior mean mu(x) (image side)",
+    }
+    for side in ("target", "prior_mean"):
+        table = on_disk[f"food/{side}/table"]
+        for name in ("savoriness", "wateriness", "greenness", "energy", "sugars", *rf.PLANTED):
+            assert len(table[name]["spearman"]) == config.model.latent_dim, name
+        for name in ("savoriness", "wateriness", "greenness"):
+            assert table[name]["matched_latent"] in range(config.model.latent_dim)
+        assert 0.0 <= on_disk[f"food/{side}/lexicon"]["mcc"] <= 1.0
+        assert 0.0 <= on_disk[f"food/{side}/nutrition"]["mcc"] <= 1.0
+        assert table["planted_greenness"]["matched_latent"] is None  # shown, not matched
+        assert 0.0 <= out[f"food/{side}/best_abs_rho/planted_savoriness"] <= 1.0
     figures = on_disk["figures"]
     assert figures == metrics["figures"]
     names = sorted(os.path.basename(f) for f in figures)
-    assert names == ["food_factors_heatmap.png"] + [f"latent_{j}_extremes.png" for j in range(4)]
+    assert names == sorted(
+        f"{side}_{name}"
+        for side in ("target", "prior_mean")
+        for name in ["food_factors_heatmap.png"] + [f"latent_{j}_extremes.png" for j in range(4)]
+    )
     for fig in figures:
         with open(os.path.join(workdir, fig), "rb") as f:
             assert f.read(8) == PNG
@@ -196,7 +207,7 @@ def test_tfds_source_encodes_shards_and_draws_galleries_from_them(tmp_path):
             "batch_size": 16,
         },
     )
-    config.evals.retrieval.bag_sizes = (5, 1000)  # 1000 > the split: skipped, and said so
+    config.evals.retrieval.bag_sizes = (5, 1000)  # 1000 > the split: the whole split instead
     config.evals.food.gallery_n = 2
     task = TASKS[config.task](config)
     test_ids = {i for i in info.clean_ids if info.partition[i] == "test"}
@@ -207,8 +218,10 @@ def test_tfds_source_encodes_shards_and_draws_galleries_from_them(tmp_path):
     params = step_lib.init_state(task, jax.random.key(0), mesh).params
     retrieval, food = task.evaluators
     metrics, _ = retrieval.evaluate(params, str(tmp_path))
-    assert metrics["retrieval/protocol"]["bag_sizes_skipped_larger_than_split"] == [1000]
+    n_test = len(test_ids)
+    assert metrics["retrieval/protocol"]["bag_sizes_adapted_to_split"] == {"1000": n_test}
     assert np.isfinite(metrics["retrieval/loglik/bag5/r2i/medR"])
+    assert np.isfinite(metrics[f"retrieval/loglik/bag{n_test}/r2i/medR"])
     _, figures = food.evaluate(params, str(tmp_path))
     with open(figures[1], "rb") as f:  # a gallery: images decoded from the shards
         assert f.read(8) == PNG
@@ -288,3 +301,32 @@ def test_smoke_with_pretrained_minilm(tmp_path):
     assert np.isfinite(out["train/loss"])
     feats = rf.load_recipe_features(config.data, config.model)["test"]
     assert feats.recipe.shape[1] == 384
+
+
+def test_retrieval_bags_adapt_to_a_small_split(caplog):
+    """A split smaller than every bag size is ranked in one bag of all its pairs (with a
+    warning), not silently skipped: `eval step N:` used to print nothing."""
+    from jaxmr.tasks.ivae.recipe_evaluators import RetrievalEvaluator
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 3)).astype(np.float32)
+
+    def predict(params, batch):  # the recipe side equals the image side: perfect ranking
+        return {"z": batch["y"], "mean": batch["x"], "logvar": jnp.zeros_like(batch["x"])}
+
+    with caplog.at_level("WARNING", logger="jaxmr.tasks.ivae.recipe_evaluators"):
+        ev = RetrievalEvaluator(
+            "retrieval", predict, {"x": x, "y": x}, query="image", every_steps=1,
+            bag_sizes=(10, 1000, 10000), scores=("cosine",),
+        )  # fmt: skip
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "30 pairs" in said and "1000, 10000" in said and "bag30" in said
+    out = ev.run({})
+    assert set(out) == {f"cosine/{b}/{d}/{m}" for b in ("bag10", "bag30") for d in ("i2r", "r2i")
+                        for m in ("R@1", "R@5", "R@10", "medR")}  # fmt: skip
+    assert out["cosine/bag30/i2r/R@1"] == 100.0 and out["cosine/bag30/r2i/medR"] == 1.0
+    metrics, _ = ev.evaluate({}, "")
+    protocol = metrics["retrieval/protocol"]
+    assert protocol["bag_sizes"] == [10, 30]
+    assert protocol["bag_sizes_requested"] == [10, 1000, 10000]
+    assert protocol["bag_sizes_adapted_to_split"] == {"1000": 30, "10000": 30}

@@ -17,7 +17,8 @@ Pipeline of `build_ivae_recipe(config)`:
    candidate (i); `isometry`: the documented ablation). Nothing is copied.
 4. **Evaluators** on the eval split (`jaxmr.tasks.ivae.recipe_evaluators`): the im2recipe
    protocol (cosine of mu(x) and g(y)_{:d}, and the likelihood score log p(g(y) | x)) and the
-   food-factor alignment with heatmap and extremes galleries.
+   food-factor alignment of both sides, the target latents g(y)_{:d} and the prior mean
+   mu(x), with heatmaps and extremes galleries.
 
 Fine-tuning the towers is not implemented: towers are frozen and encoded once.
 """
@@ -130,10 +131,6 @@ def _check(cfg) -> None:
     modes = ivae_lib.TARGET_MODES  # the D > d candidates are the iIVAE task's
     if m.target_mode not in modes:
         raise ValueError(f"config.model.target_mode must be one of {modes}, got {m.target_mode!r}")
-    if cfg.evals.food.latents not in ("target", "query"):
-        raise ValueError(
-            f"config.evals.food.latents must be 'target' or 'query', got {cfg.evals.food.latents!r}"
-        )
 
 
 def build_ivae_recipe(cfg) -> Task:
@@ -194,7 +191,7 @@ def build_ivae_recipe(cfg) -> Task:
                 factor_names=held.factor_names,
                 titles=list(held.titles),
                 images=gallery_images(cfg.data, cfg.data.eval_split, held.image_refs),
-                latents=f.latents,
+                query=m.query,
                 every_steps=f.every_steps,
                 max_examples=f.max_examples,
                 gallery_n=f.gallery_n,
