@@ -40,8 +40,10 @@ Arguments after the colon: `smoke` (fixture, tiny random towers, a few hundred s
 
 Batch sizes and runtimes (2-core CPU; docs/recipe1m.md §9 has the commands and tables):
 - :smoke (600-recipe fixture, batch 64, 300 steps): train 20 s with an empty cache
-  (fixture + encoding + compile), 12.5 s cached; eval 6.6 s. Expected: planted greenness
-  |rho| 0.95 with `smoke,query=recipe`; retrieval a little above chance (one shared factor).
+  (fixture + encoding + compile), 12.5 s cached; eval 6.6 s (measured with the earlier
+  d = D = 4 smoke, not re-timed on an idle machine since D became 16). Expected (3 seeds,
+  docs/recipe1m.md §9): the recipe-side latents |rho| 0.50-0.61 with the three planted
+  factors, the image-side prior mean 0.71-0.84; retrieval a little above chance.
 - full data (batch 256, 20,000 steps): encoding is a one-off, ~32 min (MiniLM) + ~74 min
   (ResNet-50) per 100k recipes on the CPU; head steps 2.5-5.8/s on the CPU (1-2 h).
   Not run on the real Recipe1M (registration; no copy here) nor on an accelerator: no
