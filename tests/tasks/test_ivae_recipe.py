@@ -133,6 +133,27 @@ def test_planted_factors_are_learned_by_the_prior_mean(planted_run):
         assert trained[factor] >= init[factor] + 0.1, (factor, planted_run)
 
 
+@pytest.mark.slow
+@requires_minilm
+def test_training_improves_the_planted_factors_with_minilm(cache_dir):
+    """The issue's target on the planted fixture: with the MiniLM text tower, d = 8, D = 32
+    and the query-predicted basis, the recipe-side latents z = g(y) of the default direction
+    reach |rho| >= 0.5 on all three planted factors AND training raises each (seed 0:
+    0.55 / 0.59 / 0.65 -> 0.62 / 0.70 / 0.72, docs/recipe1m.md §9). ~1 min: MiniLM encodes
+    the 600 recipes once, then 300 steps."""
+    config = _config(
+        cache_dir,
+        **{"model.text_tower.random_init": False, "model.latent_dim": 8, "model.target_dim": 32},
+    )
+    config.evals.retrieval.every_steps = -1
+    config.evals.food.every_steps = 0
+    out = recipe_planted.train_and_score(config)
+    init = recipe_planted.planted_rhos(out["init"])["target"]
+    trained = recipe_planted.planted_rhos(out["trained"])["target"]
+    for factor in trained:
+        assert trained[factor] >= 0.5 and trained[factor] >= init[factor] + 0.03, (init, trained)
+
+
 @requires_minilm
 def test_feature_cache_is_reused_and_keyed_by_towers(cache_dir, monkeypatch):
     config = _config(cache_dir)
