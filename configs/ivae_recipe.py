@@ -39,9 +39,9 @@ Arguments after the colon: `smoke` (fixture, tiny random towers, a few hundred s
 `query=recipe` (recipe -> image: the prior conditions on the text), `variant=isometry`.
 
 Batch sizes and runtimes (2-core CPU; docs/recipe1m.md §9 has the commands and tables):
-- :smoke (600-recipe fixture, batch 64, 300 steps): train 20 s with an empty cache
-  (fixture + encoding + compile), 12.5 s cached; eval 6.6 s (measured with the earlier
-  d = D = 4 smoke, not re-timed on an idle machine since D became 16). Expected (3 seeds,
+- :smoke (600-recipe fixture, batch 64, 300 steps): train 42 s with an empty cache
+  (fixture + encoding + compile), eval 13 s (both with other jobs on the 2 cores, load
+  average ~4; the earlier d = D = 4 smoke took 20 s and 6.6 s). Expected (3 seeds,
   docs/recipe1m.md §9): the recipe-side latents |rho| 0.50-0.61 with the three planted
   factors, the image-side prior mean 0.71-0.84; retrieval a little above chance.
 - full data (batch 256, 20,000 steps): encoding is a one-off, ~32 min (MiniLM) + ~74 min
