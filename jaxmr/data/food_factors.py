@@ -267,7 +267,7 @@ def _group_alignment(
     factors: np.ndarray, latents: np.ndarray, cols: Sequence[int], seed: int
 ) -> dict[str, Any] | None:
     rows = np.all(np.isfinite(factors[:, cols]), axis=1)
-    if rows.sum() < 4:
+    if rows.sum() < 8:  # the weak MCC fits on one half and scores the other: >= 4 rows each
         return None
     # Pearson on average ranks is Spearman, so mcc_report's matching is a Spearman one.
     rep = mcc_report(
@@ -303,7 +303,7 @@ def food_factor_alignment(
     Returns:
         dict with ``names``; ``spearman`` ``[k, d]`` (NaN for a factor with < 4 finite
         rows); ``best_latent`` ``[k]`` (argmax |Spearman|, -1 if undefined); ``lexicon``
-        and ``nutrition`` (None when not computable), each a dict with matched
+        and ``nutrition`` (None when not computable: fewer than 8 rows), each a dict with matched
         ``factors``/``latents`` index lists, ``matched_spearman`` (signed), ``mcc``,
         ``mcc_weak`` and ``n`` rows.
 

@@ -294,6 +294,13 @@ class SkipReport:
             lines.append(f"  {f.name}: {v}" + (f" (e.g. {', '.join(ex)})" if ex else ""))
         return "\n".join(lines)
 
+    def log(self, log: logging.Logger, what: str) -> None:
+        """Logs the summary: at WARNING (shown at the default log level of train.py and
+        eval.py) when recipes were dropped, naming each reason (e.g. ``no_images: 2``), at
+        INFO otherwise."""
+        level = logging.WARNING if self.recipes_skipped else logging.INFO
+        log.log(level, "%s: %s", what, self.summary().replace("\n", ";"))
+
 
 # --------------------------------------------------------------------------- layout checks
 

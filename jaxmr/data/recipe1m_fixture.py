@@ -1,15 +1,28 @@
-"""A tiny Recipe1M copy in the exact published format, with a planted food factor.
+"""A tiny Recipe1M copy in the exact published format, with three planted food factors.
 
 Tests and smoke runs cannot use the real Recipe1M (it needs registration and is ~100 GB);
 :func:`make_recipe1m_fixture` writes a few dozen recipes as ``layer1.json``,
 ``layer2.json``, ``det_ingrs.json``, ``recipes_with_nutritional_info.json`` and JPEGs under
 ``images/<partition>/<i0>/<i1>/<i2>/<i3>/<image id>``.
 
-With ``planted_factor=True`` one latent "greenness" g ~ U(0, 1) per recipe drives both
-modalities: the image background is a blend of brown and green with weight g, and each
-ingredient is drawn from a green-vegetable/herb list with probability g. A model that finds
-a shared factor should find g; :attr:`FixtureInfo.greenness` holds the truth. With
-``planted_factor=False`` the image colour uses an independent draw.
+With ``planted_factor=True`` three independent latents per recipe, each ~ U(0, 1), drive
+both modalities (:data:`PLANTED_FACTORS`; :attr:`FixtureInfo.factors` holds the truth):
+
+- **greenness** g: the image background is a blend of brown and green with weight g; each of
+  4 ingredient slots is a green vegetable or herb with probability g.
+- **wateriness** w: the food inside the plate turns from yellow to blue with w; each of 4
+  slots is a liquid (water, milk, juice, wine, ...) with probability w, and the dish of the
+  title is a soup, stew or drink when w > 0.5.
+- **savoriness** s: the food inside the plate turns from light to dark with s; each of 3
+  slots is savoury (meat, onion, cheese, ...) with probability s, each of 3 others sweet
+  with probability 1 - s, and the dish is savoury when s > 0.5 (soup, stir fry) and sweet
+  otherwise (smoothie, cake).
+
+Colours move along directions that do not touch one another's image statistics: g only the
+background's green-minus-red, w only the food's blue, s only the food's red-and-green level.
+The ingredient lexicons are the ones :mod:`jaxmr.data.food_factors` scores, so its proxies
+track the planted factors. With ``planted_factor=False`` the image uses independent draws of
+the three factors (the text keeps the recorded ones).
 
 With ``defects=True`` the copy also holds the faults the reader must count, not crash on:
 recipes with no image entry, a missing image file, a corrupt JPEG beside a good one, a
@@ -27,21 +40,31 @@ import numpy as np
 
 from jaxmr.data.recipe1m import NUTRITION, image_relpath
 
+PLANTED_FACTORS = ("greenness", "wateriness", "savoriness")
+
 GREEN = (
     "spinach", "kale", "basil", "parsley", "broccoli", "cucumber", "green beans", "peas",
     "zucchini", "lettuce", "cilantro", "asparagus", "celery", "arugula", "mint",
 )  # fmt: skip
+LIQUID = (
+    "water", "milk", "apple juice", "orange juice", "white wine", "coconut milk",
+    "buttermilk", "beer", "almond milk", "soy milk",
+)  # fmt: skip
+SAVOURY = (
+    "chicken", "beef", "bacon", "pork", "onion", "garlic", "mushrooms", "parmesan cheese",
+    "cheddar cheese", "soy sauce", "black pepper", "tomatoes", "shrimp", "cumin",
+)  # fmt: skip
+SWEET = (
+    "sugar", "brown sugar", "honey", "maple syrup", "chocolate chips", "cocoa",
+    "vanilla extract", "strawberries", "banana", "cinnamon", "raisins", "blueberries",
+)  # fmt: skip
 
+# Dish of the title by (watery, savoury) quadrant, with ingredients no lexicon scores.
 _DISHES = {
-    # dish word: (base ingredients, typical extras)
-    "soup": (("water", "chicken broth", "onion", "carrots"), ("potatoes", "garlic", "salt")),
-    "stew": (("beef stock", "beef", "onion"), ("potatoes", "carrots", "tomatoes")),
-    "salad": (("olive oil", "vinegar"), ("tomatoes", "feta cheese", "salt")),
-    "cake": (("flour", "sugar", "butter", "eggs"), ("vanilla extract", "milk", "cocoa")),
-    "cookies": (("flour", "brown sugar", "butter"), ("chocolate chips", "eggs", "honey")),
-    "pasta": (("spaghetti", "olive oil", "garlic"), ("parmesan cheese", "tomatoes", "bacon")),
-    "stir fry": (("chicken", "soy sauce", "rice"), ("ginger", "garlic", "onion")),
-    "smoothie": (("milk", "banana"), ("yogurt", "honey", "ice")),
+    (True, True): {"soup": ("potatoes", "carrots", "salt"), "stew": ("potatoes", "flour")},
+    (True, False): {"smoothie": ("yogurt", "oats"), "milkshake": ("yogurt", "ice cream")},
+    (False, True): {"stir fry": ("rice", "vegetable oil"), "salad": ("olive oil", "vinegar")},
+    (False, False): {"cake": ("flour", "butter", "eggs"), "cookies": ("flour", "butter", "salt")},
 }
 _ADJECTIVES = ("easy", "classic", "grandma's", "quick", "hearty", "fresh", "spicy", "simple")
 _BROWN = np.array([176.0, 112.0, 58.0])
@@ -57,7 +80,8 @@ class FixtureInfo:
         root: the fixture's root folder.
         ids: every recipe id, in ``layer1.json`` order.
         partition: recipe id -> partition.
-        greenness: recipe id -> planted greenness in [0, 1].
+        factors: factor name (:data:`PLANTED_FACTORS`) -> {recipe id -> planted value in
+            [0, 1]}.
         dish: recipe id -> dish word of the title ("soup", "cake", ...).
         no_image_ids: recipes without a ``layer2.json`` entry.
         missing_file_ids: recipes whose only listed image file is not on disk.
@@ -71,7 +95,7 @@ class FixtureInfo:
     root: str
     ids: list[str]
     partition: dict[str, str]
-    greenness: dict[str, float]
+    factors: dict[str, dict[str, float]]
     dish: dict[str, str]
     no_image_ids: list[str]
     missing_file_ids: list[str]
@@ -80,6 +104,21 @@ class FixtureInfo:
     no_valid_ingredient_ids: list[str]
     nutrition_ids: list[str]
     n_images: int
+
+    @property
+    def greenness(self) -> dict[str, float]:
+        """recipe id -> planted greenness."""
+        return self.factors["greenness"]
+
+    @property
+    def wateriness(self) -> dict[str, float]:
+        """recipe id -> planted wateriness."""
+        return self.factors["wateriness"]
+
+    @property
+    def savoriness(self) -> dict[str, float]:
+        """recipe id -> planted savoriness."""
+        return self.factors["savoriness"]
 
     @property
     def clean_ids(self) -> list[str]:
@@ -106,16 +145,37 @@ def _hex_id(rng: np.random.Generator, used: set[str]) -> str:
             return s
 
 
-def _image(rng: np.random.Generator, colour_weight: float, size: tuple[int, int]) -> np.ndarray:
-    w, h = size
-    base = (1.0 - colour_weight) * _BROWN + colour_weight * _GREENRGB
-    img = base + rng.normal(0.0, 12.0, size=(h, w, 3))
-    # A white plate (ellipse) in the middle, so images are not flat colour fields.
-    yy, xx = np.mgrid[0:h, 0:w]
-    plate = ((xx - w / 2) / (0.45 * w)) ** 2 + ((yy - h / 2) / (0.45 * h)) ** 2
-    ring = (plate > 0.75) & (plate < 1.0)
-    img[ring] = 235.0
+def food_colour(wateriness: float, savoriness: float) -> np.ndarray:
+    """RGB of the food inside the plate: red = green level falls with savoriness (light
+    dessert to dark roast), blue rises with wateriness (dry yellow to blue broth)."""
+    level = 225.0 - 135.0 * savoriness
+    return np.array([level, level, (0.3 + 0.7 * wateriness) * level + 30.0 * wateriness])
+
+
+def _image(
+    rng: np.random.Generator, planted: tuple[float, float, float], size: tuple[int, int]
+) -> np.ndarray:
+    g, w, s = planted
+    width, h = size
+    img = (1.0 - g) * _BROWN + g * _GREENRGB + rng.normal(0.0, 12.0, size=(h, width, 3))
+    # A white plate (ellipse) in the middle holding the food, so images are not flat fields.
+    yy, xx = np.mgrid[0:h, 0:width]
+    plate = ((xx - width / 2) / (0.45 * width)) ** 2 + ((yy - h / 2) / (0.45 * h)) ** 2
+    food = plate <= 0.75
+    img[food] = food_colour(w, s) + rng.normal(0.0, 8.0, size=(int(food.sum()), 3))
+    img[(plate > 0.75) & (plate < 1.0)] = 235.0
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _ingredients(rng: np.random.Generator, planted: tuple[float, float, float], base):
+    """Base ingredients plus green (4 slots, p = g), liquid (4, p = w), savoury (3, p = s)
+    and sweet (3, p = 1 - s) ones, shuffled; the green ones are also returned."""
+    g, w, s = planted
+    picks = []
+    for lexicon, slots, p in ((GREEN, 4, g), (LIQUID, 4, w), (SAVOURY, 3, s), (SWEET, 3, 1 - s)):
+        picks.append(list(rng.choice(lexicon, size=rng.binomial(slots, p), replace=False)))
+    names = list(base) + [x for group in picks for x in group]
+    return [names[k] for k in rng.permutation(len(names))], picks[0]
 
 
 def make_recipe1m_fixture(
@@ -134,7 +194,7 @@ def make_recipe1m_fixture(
         root: output folder (created; existing fixture files are overwritten).
         n: number of recipes (at least 12 when ``defects=True``).
         seed: seed of every random choice (ids, factors, partitions, pixels).
-        planted_factor: whether greenness drives both image colour and ingredients.
+        planted_factor: whether the three factors drive the images as well as the text.
         image_size: ``(width, height)`` of the JPEGs (non-square to exercise resizing).
         defects: whether to include the faults listed in the module docstring.
         nutrition_fraction: share of recipes written to the nutrition file.
@@ -156,9 +216,8 @@ def make_recipe1m_fixture(
     for i in range(n):
         parts[i] = ("train", "train", "train", "val", "test")[i % 5]
     parts = list(rng.permutation(parts))
-    greenness = rng.uniform(0.0, 1.0, size=n)
-    colour = greenness if planted_factor else rng.uniform(0.0, 1.0, size=n)
-    dish_words = list(_DISHES)
+    truth = rng.uniform(0.0, 1.0, size=(n, len(PLANTED_FACTORS)))
+    shown = truth if planted_factor else rng.uniform(0.0, 1.0, size=truth.shape)
 
     # Fault roles on fixed positions (after the permutation above they are spread over
     # partitions); the train recipes at the end keep the clean majority.
@@ -170,20 +229,22 @@ def make_recipe1m_fixture(
             roles[2 * k + 1] = role
 
     layer1, layer2, dets, nutr = [], [], [], []
-    info = FixtureInfo(root, ids, {}, {}, {}, [], [], [], [], [], [], 0)
+    info = FixtureInfo(
+        root, ids, {}, {f: {} for f in PLANTED_FACTORS}, {}, [], [], [], [], [], [], 0
+    )
     for i, rid in enumerate(ids):
         role = roles.get(i)
-        dish = dish_words[i % len(dish_words)]
-        base, extras = _DISHES[dish]
-        n_green = rng.binomial(4, greenness[i])
-        green = list(rng.choice(GREEN, size=n_green, replace=False))
-        other = list(base) + list(rng.choice(extras, size=2, replace=False))
-        ingr_names = other + green
+        planted = tuple(float(v) for v in truth[i])
+        savoury = planted[2] > 0.5
+        dishes = _DISHES[(planted[1] > 0.5, savoury)]
+        dish = list(dishes)[i % 2]
+        ingr_names, green = _ingredients(rng, planted, dishes[dish])
         title = _capitalised(f"{rng.choice(_ADJECTIVES)} {dish}")
-        if n_green >= 2:
+        if len(green) >= 2:
             title = f"{title} with {_capitalised(green[0])}"
         info.partition[rid] = parts[i]
-        info.greenness[rid] = float(greenness[i])
+        for name, value in zip(PLANTED_FACTORS, planted, strict=True):
+            info.factors[name][rid] = value
         info.dish[rid] = dish
 
         layer1.append(
@@ -212,7 +273,8 @@ def make_recipe1m_fixture(
         if role == "no_image":
             info.no_image_ids.append(rid)
         else:
-            n_img = 1 if role in ("missing_file", "corrupt_only") else 1 + int(rng.integers(0, 2))
+            single = role in ("missing_file", "corrupt_only", "corrupt_extra")
+            n_img = 1 if single else 1 + int(rng.integers(0, 2))
             image_ids = [_hex_id(rng, used) + ".jpg" for _ in range(n_img)]
             if role == "corrupt_extra":
                 image_ids.append(_hex_id(rng, used) + ".jpg")
@@ -237,7 +299,7 @@ def make_recipe1m_fixture(
                     with open(path, "wb") as f:
                         f.write(b"\xff\xd8\xff\xe0 this is not a JPEG " + bytes(range(64)))
                 else:
-                    pixels = _image(rng, float(colour[i]), image_size)
+                    pixels = _image(rng, tuple(shown[i]), image_size)
                     Image.fromarray(pixels).save(path, format="JPEG", quality=90)
                 info.n_images += 1
             if role == "corrupt_only":
@@ -247,7 +309,7 @@ def make_recipe1m_fixture(
 
         if rng.uniform() < nutrition_fraction:
             info.nutrition_ids.append(rid)
-            sweet = dish in ("cake", "cookies", "smoothie")
+            sweet = not savoury
             values = {
                 "energy": float(rng.uniform(300, 500) if sweet else rng.uniform(40, 250)),
                 "fat": float(rng.uniform(5, 25)),

@@ -185,7 +185,7 @@ class Recipe1M(tfds.core.GeneratorBasedBuilder):
                 },
             )
         self.skip_reports[partition] = report
-        logger.info("recipe1m tfds split %s: %s", partition, report.summary())
+        report.log(logger, f"recipe1m tfds split {partition}")
 
 
 def build_recipe1m(

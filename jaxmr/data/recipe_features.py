@@ -39,9 +39,10 @@ from jaxmr.models.towers import load_towers, tower_key
 logger = logging.getLogger(__name__)
 
 SOURCES = ("root", "tfds", "fixture", "features")
-PLANTED = "planted_greenness"
-# Bump when the content of cached feature files changes.
-FEATURE_CACHE_VERSION = 1
+# Factor columns of the fixture source: the planted truth, correlated but never matched.
+PLANTED = ("planted_greenness", "planted_wateriness", "planted_savoriness")
+# Bump when the content of cached feature files changes (2: three planted factors).
+FEATURE_CACHE_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -112,16 +113,16 @@ def fixture_root(data_cfg) -> str:
     from jaxmr.data.recipe1m_fixture import make_recipe1m_fixture  # noqa: PLC0415
 
     fx = data_cfg.fixture
-    name = f"fixture-n{fx.n}-s{fx.seed}-p{int(fx.planted_factor)}-d{int(fx.defects)}"
+    name = f"fixture-v2-n{fx.n}-s{fx.seed}-p{int(fx.planted_factor)}-d{int(fx.defects)}"
     root = os.path.join(_expand(data_cfg.cache_dir), name)
-    marker = os.path.join(root, "planted.json")
+    marker = os.path.join(root, "planted.json")  # {factor: {recipe id: value}}
     if not os.path.isfile(marker):
         _notice(f"writing the Recipe1M fixture to the cache {root}")
         info = make_recipe1m_fixture(
             root, n=fx.n, seed=fx.seed, planted_factor=fx.planted_factor, defects=fx.defects
         )
         with open(marker + ".tmp", "w") as f:
-            json.dump(info.greenness, f)
+            json.dump(info.factors, f)
         os.replace(marker + ".tmp", marker)
     return root
 
@@ -178,7 +179,7 @@ def _iter_items(data_cfg, split: str) -> Iterator[tuple[dict[str, Any], list[Any
         )
         for rec in reader:
             yield rec, rec["image_paths"], rec["image_paths"]
-        logger.info("recipe1m %s: %s", split, reader.report.summary().replace("\n", "; "))
+        reader.report.log(logger, f"recipe1m {split}")
     else:  # tfds
         from jaxmr.data import recipe1m_tfds  # noqa: PLC0415
 
@@ -204,11 +205,16 @@ def _first_image(candidates: list[Any], refs: list[str], size: int):
     return None, None
 
 
-def _factors(records: Sequence[dict[str, Any]], planted: dict[str, float] | None):
+def _factors(records: Sequence[dict[str, Any]], planted: dict[str, dict[str, float]] | None):
+    """Proxy (and nutrient) scores, then the fixture's planted factors as `PLANTED` columns."""
     factors, names = ff.food_factor_matrix(records)
     if planted is not None:
-        col = np.array([planted.get(r["id"], np.nan) for r in records], np.float64)
-        factors, names = np.concatenate([factors, col[:, None]], axis=1), names + [PLANTED]
+        cols = [
+            [planted[name.removeprefix("planted_")].get(r["id"], np.nan) for name in PLANTED]
+            for r in records
+        ]
+        factors = np.concatenate([factors, np.asarray(cols, np.float64)], axis=1)
+        names = names + list(PLANTED)
     return factors, names
 
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -125,6 +128,17 @@ def _normalisation(path: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return IMAGENET_MEAN, IMAGENET_STD
 
 
+def describe_random_resnet(cfg: Any, params: Any, seed: int, image_size: int) -> str:
+    """One line naming the randomly initialised network: its shape, size and features."""
+    n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params["params"]))
+    return (
+        f"random-init ResNet, NO pretrained weights ({cfg.layer_type} blocks, "
+        f"depths {list(cfg.depths)}, widths {list(cfg.hidden_sizes)}, "
+        f"stem {cfg.embedding_size}, {cfg.hidden_act}; {n:,} parameters; seed {seed}; "
+        f"{image_size} px input -> {cfg.hidden_sizes[-1]}-d pooled features)"
+    )
+
+
 def load_image_tower(
     path: str | os.PathLike | None = None,
     *,
@@ -176,6 +190,7 @@ def load_image_tower(
             jax.random.key(seed, impl="rbg"), (1, image_size, image_size, 3)
         )
         mean, std = IMAGENET_MEAN, IMAGENET_STD
+        logger.warning("image tower: %s", describe_random_resnet(cfg, params, seed, image_size))
     else:
         path = os.fspath(os.path.expanduser(path))
         if not os.path.isfile(os.path.join(path, "config.json")):

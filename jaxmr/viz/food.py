@@ -128,6 +128,7 @@ def extremes_gallery(
     n: int = 6,
     name: str = "z",
     thumb: int = 128,
+    side_label: str = "",
 ) -> str:
     """Gallery of the items at both extremes of one latent: lowest row, highest row.
 
@@ -140,6 +141,7 @@ def extremes_gallery(
         n: items per row.
         name: latent name for the labels.
         thumb: longest side of thumbnails loaded from files.
+        side_label: which latents these are, in words, added to the title.
 
     Returns:
         The written path.
@@ -165,7 +167,8 @@ def extremes_gallery(
             ax.set_xlabel(f"{v[i]:+.2f}", fontsize=7)
             if c == 0:
                 ax.set_ylabel(label, fontsize=9)
-    fig.suptitle(f"{name}: items at both extremes", fontsize=10)
+    heading = f"{name}: items at both extremes"
+    fig.suptitle(f"{heading}\n{side_label}" if side_label else heading, fontsize=10)
     fig.tight_layout()
     path = os.fspath(path)
     fig.savefig(path, format="png")
@@ -181,6 +184,9 @@ def write_food_figures(
     *,
     latent_indices: Sequence[int] | None = None,
     n: int = 6,
+    prefix: str = "",
+    latent_symbol: str = "z",
+    side_label: str = "",
 ) -> list[str]:
     """Writes the heatmap and one extremes gallery per latent into ``out_dir``.
 
@@ -193,20 +199,28 @@ def write_food_figures(
         latent_indices: latents to draw galleries for (default: all when ``d <= 16``,
             else those matched to the lexicon factors).
         n: items per gallery row.
+        prefix: file-name prefix, e.g. ``target_`` (one set of figures per scored side).
+        latent_symbol: column and gallery label of latent j (``z`` -> ``z3``, ``mu`` -> ``mu3``).
+        side_label: which latents these are, in words (e.g. "target latents z = g(y) (recipe
+            side)"), put in every figure title.
 
     Returns:
-        Paths written: ``food_factors_heatmap.png`` then ``latent_<j>_extremes.png``.
+        Paths written: ``<prefix>food_factors_heatmap.png`` then
+        ``<prefix>latent_<j>_extremes.png``.
     """
     z = np.asarray(latents, np.float64)
     os.makedirs(out_dir, exist_ok=True)
     lex = alignment.get("lexicon") or {}
     matched = list(zip(lex.get("factors", []), lex.get("latents", []), strict=True))
+    heading = "Spearman correlation of latents with food factors"
     paths = [
         factor_heatmap(
             alignment["spearman"],
             alignment["names"],
-            os.path.join(out_dir, "food_factors_heatmap.png"),
+            os.path.join(out_dir, f"{prefix}food_factors_heatmap.png"),
+            latent_names=[f"{latent_symbol}{j}" for j in range(z.shape[1])],
             matched=matched,
+            title=f"{heading}:\n{side_label}" if side_label else heading,
         )
     ]
     if latent_indices is None:
@@ -214,15 +228,16 @@ def write_food_figures(
     names = alignment["names"]
     for j in latent_indices:
         tag = ", ".join(names[f] for f, lj in matched if lj == j)
-        label = f"z{j}" + (f" (~{tag})" if tag else "")
+        label = f"{latent_symbol}{j}" + (f" (~{tag})" if tag else "")
         paths.append(
             extremes_gallery(
                 z[:, j],
                 images,
                 titles,
-                os.path.join(out_dir, f"latent_{j}_extremes.png"),
+                os.path.join(out_dir, f"{prefix}latent_{j}_extremes.png"),
                 n=n,
                 name=label,
+                side_label=side_label,
             )  # fmt: skip
         )
     return paths

@@ -5,7 +5,7 @@ import pytest
 
 from jaxmr.data import food_factors as ff
 from jaxmr.data.recipe1m import Recipe1MReader
-from jaxmr.data.recipe1m_fixture import make_recipe1m_fixture
+from jaxmr.data.recipe1m_fixture import PLANTED_FACTORS, make_recipe1m_fixture
 
 SOUP = {
     "title": "Chicken Noodle Soup",
@@ -141,13 +141,14 @@ def test_alignment_input_errors():
         ff.food_factor_alignment(np.full((10, 2), np.nan), np.zeros((10, 1)), ["greenness"])
 
 
-def test_greenness_proxy_tracks_fixture_truth(tmp_path):
+def test_proxies_track_the_fixtures_planted_factors(tmp_path):
     info = make_recipe1m_fixture(tmp_path, n=40, seed=0)
     recs = list(Recipe1MReader(tmp_path))
     f, names = ff.food_factor_matrix(recs)
-    truth = np.array([[info.greenness[r["id"]]] for r in recs])
+    truth = np.array([[info.factors[k][r["id"]] for k in PLANTED_FACTORS] for r in recs])
     out = ff.food_factor_alignment(truth, f, names)
-    assert out["spearman"][names.index("greenness"), 0] > 0.6
+    for j, name in enumerate(PLANTED_FACTORS):
+        assert out["spearman"][names.index(name), j] > 0.6, name
     # Soups and smoothies in the fixture are watery; cakes and cookies are sweet.
     by_dish = {}
     for r, row in zip(recs, f, strict=True):

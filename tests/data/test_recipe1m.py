@@ -9,7 +9,14 @@ import pytest
 from PIL import Image
 
 from jaxmr.data import recipe1m
-from jaxmr.data.recipe1m_fixture import GREEN, make_recipe1m_fixture
+from jaxmr.data.recipe1m_fixture import (
+    GREEN,
+    LIQUID,
+    PLANTED_FACTORS,
+    SAVOURY,
+    SWEET,
+    make_recipe1m_fixture,
+)
 
 
 @pytest.fixture(scope="module")
@@ -254,37 +261,61 @@ def test_malformed_layer1_names_file(fixture, tmp_path):
 # --------------------------------------------------------------------------- fixture
 
 
-def _green_share(ingredients):
-    return np.mean([x in GREEN for x in ingredients])
+def _text_scores(ingredients):
+    """Per planted factor, what the fixture's text should carry: lexicon shares."""
+    share = {name: np.mean([x in lex for x in ingredients]) for name, lex in (
+        ("green", GREEN), ("liquid", LIQUID), ("savoury", SAVOURY), ("sweet", SWEET))}  # fmt: skip
+    return [share["green"], share["liquid"], share["savoury"] - share["sweet"]]
 
 
-def _image_greenness(paths):
-    px = np.concatenate([np.asarray(Image.open(p), np.float64).reshape(-1, 3) for p in paths])
-    return float(np.mean(px[:, 1] - px[:, 0]))
+def _image_scores(paths):
+    """Per planted factor, an image statistic: background green-minus-red (greenness), the
+    plate centre's blue over its red (wateriness), and minus its red level (savoriness)."""
+    im = np.asarray(Image.open(paths[0]), np.float64)
+    h, w, _ = im.shape
+    border = np.concatenate([im[:2].reshape(-1, 3), im[-2:].reshape(-1, 3)])
+    centre = im[h // 2 - 3 : h // 2 + 3, w // 2 - 3 : w // 2 + 3].reshape(-1, 3).mean(0)
+    return [np.mean(border[:, 1] - border[:, 0]), centre[2] / centre[0], -centre[0]]
 
 
-def test_fixture_plants_greenness_in_both_modalities(fixture):
+def _truth(info, recs):
+    return np.array([[info.factors[f][r["id"]] for f in PLANTED_FACTORS] for r in recs])
+
+
+def test_fixture_plants_three_factors_in_both_modalities(fixture):
     recs = list(recipe1m.Recipe1MReader(fixture.root, check_images="decode"))
-    g = np.array([fixture.greenness[r["id"]] for r in recs])
-    share = np.array([_green_share(r["ingredients"]) for r in recs])
-    colour = np.array([_image_greenness(r["image_paths"]) for r in recs])
-    assert np.corrcoef(g, share)[0, 1] > 0.6
-    assert np.corrcoef(g, colour)[0, 1] > 0.95
+    truth = _truth(fixture, recs)
+    text = np.array([_text_scores(r["ingredients"]) for r in recs])
+    image = np.array([_image_scores(r["image_paths"]) for r in recs])
+    for j, name in enumerate(PLANTED_FACTORS):
+        assert np.corrcoef(truth[:, j], text[:, j])[0, 1] > 0.6, name
+        assert np.corrcoef(truth[:, j], image[:, j])[0, 1] > 0.9, name
+        # ... and each modality's statistic is blind to the other two factors.
+        for k in set(range(3)) - {j}:
+            assert abs(np.corrcoef(truth[:, k], image[:, j])[0, 1]) < 0.4, (name, k)
+    assert fixture.greenness == fixture.factors["greenness"]
+    # The dish of the title follows wateriness and savoriness.
+    for r in recs:
+        w, s = fixture.wateriness[r["id"]], fixture.savoriness[r["id"]]
+        watery = fixture.dish[r["id"]] in ("soup", "stew", "smoothie", "milkshake")
+        savoury = fixture.dish[r["id"]] in ("soup", "stew", "stir fry", "salad")
+        assert (watery, savoury) == (w > 0.5, s > 0.5)
 
 
-def test_fixture_without_planted_factor_decouples_image_colour(tmp_path):
+def test_fixture_without_planted_factor_decouples_the_image(tmp_path):
     info = make_recipe1m_fixture(tmp_path, n=40, seed=1, planted_factor=False, defects=False)
     recs = list(recipe1m.Recipe1MReader(tmp_path))
     assert [r["id"] for r in recs] == info.ids
-    g = np.array([info.greenness[r["id"]] for r in recs])
-    colour = np.array([_image_greenness(r["image_paths"]) for r in recs])
-    assert abs(np.corrcoef(g, colour)[0, 1]) < 0.4
+    truth = _truth(info, recs)
+    image = np.array([_image_scores(r["image_paths"]) for r in recs])
+    for j in range(3):
+        assert abs(np.corrcoef(truth[:, j], image[:, j])[0, 1]) < 0.4, PLANTED_FACTORS[j]
 
 
 def test_fixture_is_deterministic(tmp_path):
     a = make_recipe1m_fixture(tmp_path / "a", n=12, seed=3)
     b = make_recipe1m_fixture(tmp_path / "b", n=12, seed=3)
-    assert a.ids == b.ids and a.greenness == b.greenness
+    assert a.ids == b.ids and a.factors == b.factors
     for name in (recipe1m.LAYER1, recipe1m.LAYER2, recipe1m.DET_INGRS):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
     with pytest.raises(ValueError, match="at least 12"):

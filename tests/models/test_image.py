@@ -20,14 +20,19 @@ def images():
     return np.random.default_rng(0).integers(0, 256, size=(3, 16, 16, 3), dtype=np.uint8)
 
 
-def test_random_init_forward(tower, images):
+def test_random_init_forward(tower, images, caplog):
     feats = image.resnet_features(tower, images, batch_size=3)
     assert feats.shape == (3, 16) and tower.dim == 16
     assert np.all(np.isfinite(feats)) and feats.std() > 0
     # Per-image: row i does not depend on the other images in eval mode.
     one = image.resnet_features(tower, images[1:2], batch_size=3)
     np.testing.assert_allclose(one[0], feats[1], atol=1e-5)
-    other = image.load_image_tower(random_init=True, image_size=16, seed=1)
+    with caplog.at_level("WARNING", logger="jaxmr.models.image"):
+        other = image.load_image_tower(random_init=True, image_size=16, seed=1)
+    # It says, at the default log level, which network it built: no silent random features.
+    (said,) = [r.getMessage() for r in caplog.records if "random-init ResNet" in r.getMessage()]
+    assert "NO pretrained weights" in said and "depths [1, 1], widths [8, 16]" in said
+    assert "seed 1" in said and "16 px input -> 16-d" in said
     assert not np.allclose(image.resnet_features(other, images, batch_size=3), feats)
 
 

@@ -16,13 +16,12 @@ from PIL import Image
 from configs import ivae_recipe
 from jaxmr.data import recipe_features as rf
 from jaxmr.evaluate import evaluate
-from jaxmr.metrics.mcc import correlation_matrix
 from jaxmr.tasks import TASKS, build_task
 from jaxmr.tasks.ivae import recipe as task_lib
+from jaxmr.tasks.ivae import recipe_planted
 from jaxmr.train import loop
 from jaxmr.train import mesh as mesh_lib
 from jaxmr.train import step as step_lib
-from jaxmr.train.evaluators import predict_arrays
 from jaxmr.train.task import StepContext
 from tests.conftest import requires_minilm
 
@@ -71,18 +70,29 @@ def test_smoke_train_then_eval_writes_metrics_and_figures(cache_dir, tmp_path):
     assert on_disk["retrieval/cosine/bag50/i2r/R@1"] == pytest.approx(
         out["retrieval/cosine/bag50/i2r/R@1"]
     )
-    table = on_disk["food/table"]
-    for name in ("savoriness", "wateriness", "greenness", "energy", "sugars", "planted_greenness"):
-        assert len(table[name]["spearman"]) == config.model.latent_dim, name
-    for name in ("savoriness", "wateriness", "greenness"):
-        assert table[name]["matched_latent"] in range(config.model.latent_dim)
-    assert 0.0 <= on_disk["food/lexicon"]["mcc"] <= 1.0
-    assert 0.0 <= on_disk["food/nutrition"]["mcc"] <= 1.0
-    assert table["planted_greenness"]["matched_latent"] is None  # shown, not matched
+    sides = on_disk["food/sides"]
+    assert sides == {
+        "target": "target latents z = g(y) (recipe side)",
+        "prior_mean": "prior mean mu(x) (image side)",
+    }
+    for side in ("target", "prior_mean"):
+        table = on_disk[f"food/{side}/table"]
+        for name in ("savoriness", "wateriness", "greenness", "energy", "sugars", *rf.PLANTED):
+            assert len(table[name]["spearman"]) == config.model.latent_dim, name
+        for name in ("savoriness", "wateriness", "greenness"):
+            assert table[name]["matched_latent"] in range(config.model.latent_dim)
+        assert 0.0 <= on_disk[f"food/{side}/lexicon"]["mcc"] <= 1.0
+        assert 0.0 <= on_disk[f"food/{side}/nutrition"]["mcc"] <= 1.0
+        assert table["planted_greenness"]["matched_latent"] is None  # shown, not matched
+        assert 0.0 <= out[f"food/{side}/best_abs_rho/planted_savoriness"] <= 1.0
     figures = on_disk["figures"]
     assert figures == metrics["figures"]
     names = sorted(os.path.basename(f) for f in figures)
-    assert names == ["food_factors_heatmap.png"] + [f"latent_{j}_extremes.png" for j in range(4)]
+    assert names == sorted(
+        f"{side}_{name}"
+        for side in ("target", "prior_mean")
+        for name in ["food_factors_heatmap.png"] + [f"latent_{j}_extremes.png" for j in range(4)]
+    )
     for fig in figures:
         with open(os.path.join(workdir, fig), "rb") as f:
             assert f.read(8) == PNG
@@ -90,47 +100,59 @@ def test_smoke_train_then_eval_writes_metrics_and_figures(cache_dir, tmp_path):
             assert im.size[0] > 100 and im.size[1] > 100
 
 
-@requires_minilm
-def test_planted_greenness_is_recovered(cache_dir):
-    """recipe -> image on the planted fixture (600 recipes, 120 test), fixed seeds.
-
-    The image-side latent z = g(y) carries the planted greenness (the spec's |rho| >= 0.8;
-    the fixed whitened PCA already gives it at initialisation, training must keep it), and
-    the prior mean mu(x) of that latent, computed from the recipe text alone, must LEARN
-    it: |rho| 0.74 after 300 steps vs 0.18 at initialisation (text carries greenness only
-    through ~4 ingredient draws, which caps it near 0.8).
-    """
-    config = _config(cache_dir, "smoke,query=recipe")
+@pytest.fixture(scope="module")
+def planted_run(cache_dir):
+    """The default direction (image -> recipe) of `:smoke` on the planted fixture (600
+    recipes, 120 test), seed 0: planted-factor |rho| of both sides at initialisation and
+    after the 300 steps. One training run shared by the planted-factor tests."""
+    config = _config(cache_dir)
     config.evals.retrieval.every_steps = -1
-    config.evals.food.every_steps = -1
-    task = TASKS[config.task](config)
-    held = rf.load_recipe_features(config.data, config.model)["test"]
-    planted = held.factors[:, held.factor_names.index(rf.PLANTED)]
-    eval_arrays = task.info["head_inputs"](held)
-    assert len(planted) == 120
+    config.evals.food.every_steps = 0
+    out = recipe_planted.train_and_score(config)
+    return {when: recipe_planted.planted_rhos(out[when]) for when in ("init", "trained")}
 
-    def rhos(params):
-        out = predict_arrays(jax.jit(task.predict_fn), params, eval_arrays)
-        rz = correlation_matrix(planted[:, None], out["z"], method="spearman")[0]
-        j = int(np.argmax(np.abs(rz)))
-        rm = correlation_matrix(planted[:, None], out["mean"][:, j : j + 1], method="spearman")
-        return abs(rz[j]), abs(rm[0, 0])
 
-    mesh = mesh_lib.make_data_mesh(1)
-    state = step_lib.init_state(task, jax.random.split(jax.random.key(config.seed))[0], mesh)
-    _, mu0 = rhos(state.params)
-    train_step = step_lib.jit_train_step(
-        task, mesh, jax.tree.map(lambda s: s.sharding, step_lib.abstract_state(task, mesh))
+@requires_minilm
+def test_planted_factors_in_the_target_latents(planted_run):
+    """Each planted factor has a recipe-side latent z = g(y) with |rho| >= 0.5 after training
+    (docs/recipe1m.md §9: 0.52 / 0.58 / 0.61 for this seed). Needs the query-predicted basis
+    of the target (`model.target_basis="cca"`) and D > d: with the old top-4 whitened PCA the
+    text latents stay at 0.42 / 0.50 / 0.43, below 0.5 on two factors."""
+    trained = planted_run["trained"]["target"]
+    for factor, rho in trained.items():
+        assert rho >= 0.5, (factor, planted_run)
+
+
+@requires_minilm
+def test_planted_factors_are_learned_by_the_prior_mean(planted_run):
+    """The image-side prior mean mu(x) learns all three (|rho| >= 0.7), and wateriness and
+    savoriness, which a random prior network does not carry at initialisation, gain >= 0.1."""
+    init, trained = planted_run["init"]["prior_mean"], planted_run["trained"]["prior_mean"]
+    assert min(trained.values()) >= 0.7, planted_run
+    for factor in ("wateriness", "savoriness"):
+        assert trained[factor] >= init[factor] + 0.1, (factor, planted_run)
+
+
+@pytest.mark.slow
+@requires_minilm
+def test_training_improves_the_planted_factors_with_minilm(cache_dir):
+    """The issue's target on the planted fixture: with the MiniLM text tower, d = 8, D = 32
+    and the query-predicted basis, the recipe-side latents z = g(y) of the default direction
+    reach |rho| >= 0.5 on all three planted factors AND training raises each (seed 0:
+    0.55 / 0.59 / 0.65 -> 0.62 / 0.70 / 0.72, docs/recipe1m.md §9; with principal axes,
+    `target_basis="pca"`, greenness stays at 0.15). ~1 min: MiniLM encodes the 600 recipes
+    once, then 300 steps."""
+    config = _config(
+        cache_dir,
+        **{"model.text_tower.random_init": False, "model.latent_dim": 8, "model.target_dim": 32},
     )
-    from jaxmr.data.arrays import ArrayLoader
-
-    loader = ArrayLoader(task.train_arrays, batch_size=config.batch_size, seed=config.seed)
-    key = jax.random.split(jax.random.key(config.seed))[1]
-    for s in range(config.total_steps):
-        state, _ = train_step(state, mesh_lib.place_batch(loader.batch(s), mesh), key)
-    z_rho, mu_rho = rhos(state.params)
-    assert z_rho >= 0.8
-    assert mu_rho >= 0.65 and mu_rho >= mu0 + 0.3, (mu0, mu_rho)
+    config.evals.retrieval.every_steps = -1
+    config.evals.food.every_steps = 0
+    out = recipe_planted.train_and_score(config)
+    init = recipe_planted.planted_rhos(out["init"])["target"]
+    trained = recipe_planted.planted_rhos(out["trained"])["target"]
+    for factor in trained:
+        assert trained[factor] >= 0.5 and trained[factor] >= init[factor] + 0.03, (init, trained)
 
 
 @requires_minilm
@@ -196,7 +218,7 @@ def test_tfds_source_encodes_shards_and_draws_galleries_from_them(tmp_path):
             "batch_size": 16,
         },
     )
-    config.evals.retrieval.bag_sizes = (5, 1000)  # 1000 > the split: skipped, and said so
+    config.evals.retrieval.bag_sizes = (5, 1000)  # 1000 > the split: the whole split instead
     config.evals.food.gallery_n = 2
     task = TASKS[config.task](config)
     test_ids = {i for i in info.clean_ids if info.partition[i] == "test"}
@@ -207,8 +229,10 @@ def test_tfds_source_encodes_shards_and_draws_galleries_from_them(tmp_path):
     params = step_lib.init_state(task, jax.random.key(0), mesh).params
     retrieval, food = task.evaluators
     metrics, _ = retrieval.evaluate(params, str(tmp_path))
-    assert metrics["retrieval/protocol"]["bag_sizes_skipped_larger_than_split"] == [1000]
+    n_test = len(test_ids)
+    assert metrics["retrieval/protocol"]["bag_sizes_adapted_to_split"] == {"1000": n_test}
     assert np.isfinite(metrics["retrieval/loglik/bag5/r2i/medR"])
+    assert np.isfinite(metrics[f"retrieval/loglik/bag{n_test}/r2i/medR"])
     _, figures = food.evaluate(params, str(tmp_path))
     with open(figures[1], "rb") as f:  # a gallery: images decoded from the shards
         assert f.read(8) == PNG
@@ -256,6 +280,11 @@ def test_head_inputs_whiten_the_train_target():
     assert arr["x"].shape == (n, 6) and arr["y"].shape == (n, 4)
     np.testing.assert_allclose(arr["x"].mean(0), 0, atol=1e-5)
     np.testing.assert_allclose(np.cov(arr["y"].T), np.eye(4), atol=1e-4)
+    # The query-predicted basis: an orthogonal rotation of the same whitened coordinates.
+    cca = task_lib.HeadInputs.fit(feats, "image", target_dim=4, basis="cca")(feats)
+    np.testing.assert_allclose(np.cov(cca["y"].T), np.eye(4), atol=1e-4)
+    with pytest.raises(ValueError, match="config.model.target_basis"):
+        task_lib.HeadInputs.fit(feats, "image", target_dim=4, basis="ica")
     flipped = task_lib.HeadInputs.fit(feats, "recipe", target_dim=0)(feats)
     assert flipped["x"].shape == (n, 10) and flipped["y"].shape == (n, 6)
     with pytest.raises(ValueError, match="target_dim=11"):
@@ -288,3 +317,49 @@ def test_smoke_with_pretrained_minilm(tmp_path):
     assert np.isfinite(out["train/loss"])
     feats = rf.load_recipe_features(config.data, config.model)["test"]
     assert feats.recipe.shape[1] == 384
+
+
+def test_retrieval_bags_adapt_to_a_small_split(caplog):
+    """A split smaller than every bag size is ranked in one bag of all its pairs (with a
+    warning), not silently skipped: `eval step N:` used to print nothing."""
+    from jaxmr.tasks.ivae.recipe_evaluators import RetrievalEvaluator
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 3)).astype(np.float32)
+
+    def predict(params, batch):  # the recipe side equals the image side: perfect ranking
+        return {"z": batch["y"], "mean": batch["x"], "logvar": jnp.zeros_like(batch["x"])}
+
+    with caplog.at_level("WARNING", logger="jaxmr.tasks.ivae.recipe_evaluators"):
+        ev = RetrievalEvaluator(
+            "retrieval", predict, {"x": x, "y": x}, query="image", every_steps=1,
+            bag_sizes=(10, 1000, 10000), scores=("cosine",),
+        )  # fmt: skip
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "30 pairs" in said and "1000, 10000" in said and "bag30" in said
+    out = ev.run({})
+    assert set(out) == {f"cosine/{b}/{d}/{m}" for b in ("bag10", "bag30") for d in ("i2r", "r2i")
+                        for m in ("R@1", "R@5", "R@10", "medR")}  # fmt: skip
+    assert out["cosine/bag30/i2r/R@1"] == 100.0 and out["cosine/bag30/r2i/medR"] == 1.0
+    metrics, _ = ev.evaluate({}, "")
+    protocol = metrics["retrieval/protocol"]
+    assert protocol["bag_sizes"] == [10, 30]
+    assert protocol["bag_sizes_requested"] == [10, 1000, 10000]
+    assert protocol["bag_sizes_adapted_to_split"] == {"1000": 30, "10000": 30}
+
+
+def test_cca_rotation_puts_the_query_predicted_direction_first():
+    rng = np.random.default_rng(0)
+    n = 2000
+    x = rng.normal(size=(n, 5))
+    y = rng.normal(size=(n, 4))
+    u = np.array([0.6, 0.0, -0.8, 0.0])  # y along u is predicted by x[:, 0], strongly
+    v = np.array([0.0, 1.0, 0.0, 0.0])  # y along v by x[:, 1], weakly
+    y += np.outer(3.0 * x[:, 0], u) + np.outer(1.0 * x[:, 1], v)
+    y = (y - y.mean(0)) @ np.linalg.inv(np.linalg.cholesky(np.cov(y.T)).T)  # whitened
+    rot = task_lib.cca_rotation(x, y, ridge=1e-3)
+    np.testing.assert_allclose(rot.T @ rot, np.eye(4), atol=1e-10)
+    z = y @ rot
+    r = np.abs(np.corrcoef(np.c_[x[:, :2], z].T)[:2, 2:])
+    assert r[0, 0] > 0.9 and r[1, 1] > 0.6  # first: the strong direction, second: the weak
+    assert r[0, 1:].max() < 0.1 and r[1, [0, 2, 3]].max() < 0.1

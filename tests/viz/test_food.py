@@ -1,7 +1,10 @@
 """Tests for the food-factor figures (rendered to PNG and read back)."""
 
+import os
+
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 
 from jaxmr.data import food_factors as ff
@@ -82,3 +85,40 @@ def test_write_food_figures(fixture_records, tmp_path):
     ]  # fmt: skip
     for p in paths:
         assert _png(p).size > 0
+
+
+def test_figures_say_which_side_they_show(fixture_records, tmp_path, monkeypatch):
+    info, recs = fixture_records
+    f, names = ff.food_factor_matrix(recs)
+    z = np.stack([f[:, 2], np.arange(len(recs), dtype=float)], 1)
+    texts = []
+    save = Figure.savefig
+
+    def recording_save(fig, path, **kwargs):
+        sup = fig._suptitle.get_text() if fig._suptitle is not None else ""
+        ticks = [t.get_text() for ax in fig.axes[:1] for t in ax.get_xticklabels()]
+        texts.append((os.path.basename(path), sup + fig.axes[0].get_title(), ticks))
+        return save(fig, path, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording_save)
+    label = "prior mean mu(x) (image side)"
+    paths = food.write_food_figures(
+        z,
+        ff.food_factor_alignment(z, f, names),
+        [r["image_paths"][0] for r in recs],
+        [r["title"] for r in recs],
+        tmp_path,
+        n=2,
+        prefix="prior_mean_",
+        latent_symbol="mu",
+        side_label=label,
+    )
+    assert [os.path.basename(p) for p in paths] == [
+        "prior_mean_food_factors_heatmap.png",
+        "prior_mean_latent_0_extremes.png",
+        "prior_mean_latent_1_extremes.png",
+    ]
+    assert [t[0] for t in texts] == [os.path.basename(p) for p in paths]
+    assert all(label in title for _, title, _ in texts)
+    assert texts[0][2] == ["mu0", "mu1"]  # heatmap columns
+    assert texts[1][1].startswith("mu0 (~greenness)")  # gallery of the greenness latent

@@ -7,10 +7,13 @@ Both follow the evaluator contract of `jaxmr.train.task.Evaluator` (`name`, `eve
 
 They read the jittable `predict_fn(params, {"x", "y"})` of the `ivae_recipe` task, which
 returns `z = g(y)_{:d}` (target latents) and the conditional prior `mean`, `logvar` given x.
+The food evaluator scores both (`SIDES`: `target` and `prior_mean`) and says which is which
+in its keys, files and figure titles.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -23,6 +26,8 @@ from jaxmr.metrics.likelihood_retrieval import gaussian_score_features, im2recip
 from jaxmr.metrics.retrieval import im2recipe_protocol
 from jaxmr.train.evaluators import predict_arrays
 from jaxmr.train.task import Evaluator
+
+logger = logging.getLogger(__name__)
 
 SCORES = ("cosine", "loglik")
 
@@ -42,7 +47,9 @@ class RetrievalEvaluator(Evaluator):
     modality whatever the query: `i2r` ranks recipes for each image, `r2i` images for
     each recipe.
 
-    Bag sizes larger than the eval split are skipped (and named in `evaluate`'s output).
+    Bag sizes larger than the eval split are replaced by the whole split (one bag of all N
+    pairs, key `bag<N>`), with a warning and in `evaluate`'s `protocol`, so a small split is
+    still evaluated rather than silently skipped.
     Keys: `<score>/<bag label>/<i2r|r2i>/<R@1|R@5|R@10|medR>`, e.g. `cosine/1k/i2r/R@1`.
     """
 
@@ -71,8 +78,20 @@ class RetrievalEvaluator(Evaluator):
         self.arrays = {k: arrays[k] for k in ("x", "y")}
         self.query = query
         self.n = len(self.arrays["x"])
-        self.bag_sizes = [int(b) for b in bag_sizes if int(b) <= self.n]
-        self.skipped = [int(b) for b in bag_sizes if int(b) > self.n]
+        if self.n < 2:
+            raise ValueError(f"retrieval needs at least 2 eval pairs, got {self.n}")
+        self.requested = [int(b) for b in bag_sizes]
+        self.adapted = {b: self.n for b in self.requested if b > self.n}
+        self.bag_sizes = list(dict.fromkeys(min(b, self.n) for b in self.requested))
+        if self.adapted:
+            logger.warning(
+                "retrieval: the eval split has %d pairs, fewer than the bag size(s) %s; "
+                "ranking within one bag of all %d pairs instead (keys %s/...)",
+                self.n,
+                ", ".join(str(b) for b in self.adapted),
+                self.n,
+                bag_label(self.n),
+            )
         self.n_bags = int(n_bags)
         self.seed = int(seed)
         self.scores = tuple(scores)
@@ -98,7 +117,9 @@ class RetrievalEvaluator(Evaluator):
         for score, (img, rec) in self.embeddings(params).items():
             protocol = im2recipe_protocol if score == "cosine" else im2recipe_protocol_dot
             for bag in self.bag_sizes:
-                res = protocol(img, rec, bag_size=bag, n_bags=self.n_bags, seed=self.seed)
+                # Bags of the whole split are all the same bag: draw it once.
+                n_bags = 1 if bag == self.n else self.n_bags
+                res = protocol(img, rec, bag_size=bag, n_bags=n_bags, seed=self.seed)
                 for k, v in res.items():
                     if k in ("bag_size", "n_bags") or (k.endswith("_std") and not with_std):
                         continue
@@ -113,7 +134,9 @@ class RetrievalEvaluator(Evaluator):
         res = {f"{self.name}/{k}": v for k, v in self.metrics(params).items()}
         res[f"{self.name}/protocol"] = {
             "bag_sizes": self.bag_sizes,
-            "bag_sizes_skipped_larger_than_split": self.skipped,
+            "bag_sizes_requested": self.requested,
+            # requested size -> the split size used instead (one bag of every pair)
+            "bag_sizes_adapted_to_split": {str(b): n for b, n in self.adapted.items()},
             "n_bags": self.n_bags,
             "seed": self.seed,
             "num_pairs": self.n,
@@ -136,15 +159,34 @@ class _Rows(Sequence):
         return self.seq[int(self.rows[i])]
 
 
+SIDES = ("target", "prior_mean")
+
+
+def side_labels(query: str) -> dict[str, str]:
+    """What each side of the food evaluator is, in words, for `config.model.query`."""
+    if query not in ("image", "recipe"):
+        raise ValueError(f"query must be 'image' or 'recipe', got {query!r}")
+    target = "recipe" if query == "image" else "image"
+    return {
+        "target": f"target latents z = g(y) ({target} side)",
+        "prior_mean": f"prior mean mu(x) ({query} side)",
+    }
+
+
 class FoodFactorEvaluator(Evaluator):
     """Spearman correlation of every latent with every food factor, MCC after matching,
-    and (in `evaluate`) the heatmap and per-latent extremes galleries.
+    and (in `evaluate`) the heatmaps and per-latent extremes galleries, for BOTH sides [R]:
 
-    Latents [R]: `target` (default) z = g(y)_{:d}, the identifiable latents of the target
-    modality; `query` uses the prior mean mu(x) instead. Factors are the lexicon proxies
-    (savoriness, wateriness, greenness), the nutrients when the nutrition file is present,
-    and any extra columns (e.g. the fixture's planted greenness), which are correlated but
-    not matched.
+    - `target`: z = g(y)_{:d}, the identifiable latents of the target modality (the recipe
+      text when the query is the image);
+    - `prior_mean`: mu(x), the prior mean given the query-modality item (the image when the
+      query is the image), the same d coordinates predicted from the other side.
+
+    Keys are prefixed by the side (`target/best_abs_rho/greenness`,
+    `prior_mean/lexicon/mcc`, ...); figure files and titles name it. Factors are the lexicon
+    proxies (savoriness, wateriness, greenness), the nutrients when the nutrition file is
+    present, and any extra columns (e.g. the fixture's planted factors), which are correlated
+    but not matched.
     """
 
     def __init__(
@@ -157,14 +199,13 @@ class FoodFactorEvaluator(Evaluator):
         factor_names: Sequence[str],
         titles: Sequence[str],
         images: Sequence[Any],
-        latents: str = "target",
+        query: str,
         every_steps: int,
         max_examples: int = 0,
         gallery_n: int = 6,
         seed: int = 0,
     ):
-        if latents not in ("target", "query"):
-            raise ValueError(f"latents must be 'target' or 'query', got {latents!r}")
+        self.labels = side_labels(query)
         n = len(arrays["x"])
         if not (len(factors) == len(titles) == len(images) == n):
             raise ValueError(
@@ -181,21 +222,25 @@ class FoodFactorEvaluator(Evaluator):
         self.factor_names = list(factor_names)
         self.titles = [str(titles[i]) for i in rows]
         self.images = _Rows(images, rows)
-        self.latents = latents
         self.gallery_n = gallery_n
         self.seed = seed
         self._predict = jax.jit(predict_fn)
 
-    def latent_values(self, params) -> np.ndarray:
+    def latent_values(self, params) -> dict[str, np.ndarray]:
+        """{`target`: z [N, d], `prior_mean`: mu [N, d]} on the evaluated rows."""
         out = predict_arrays(self._predict, params, self.arrays)
-        z = out["z"] if self.latents == "target" else out["mean"]
-        if not np.all(np.isfinite(z)):
-            raise FloatingPointError("non-finite latents in food-factor evaluation")
-        return z
+        sides = {"target": np.asarray(out["z"]), "prior_mean": np.asarray(out["mean"])}
+        for side, z in sides.items():
+            if not np.all(np.isfinite(z)):
+                raise FloatingPointError(f"non-finite {side} latents in food-factor evaluation")
+        return sides
 
-    def alignment(self, params) -> tuple[np.ndarray, dict[str, Any]]:
-        z = self.latent_values(params)
-        return z, food_factor_alignment(z, self.factors, self.factor_names, seed=self.seed)
+    def alignment(self, params) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """{side: (latents, `food_factor_alignment` output)} for both sides."""
+        return {
+            side: (z, food_factor_alignment(z, self.factors, self.factor_names, seed=self.seed))
+            for side, z in self.latent_values(params).items()
+        }
 
     @staticmethod
     def _scalars(al: dict[str, Any]) -> dict[str, float]:
@@ -210,19 +255,20 @@ class FoodFactorEvaluator(Evaluator):
         return out
 
     def run(self, params) -> dict[str, float]:
-        return self._scalars(self.alignment(params)[1])
+        return {
+            f"{side}/{k}": v
+            for side, (_, al) in self.alignment(params).items()
+            for k, v in self._scalars(al).items()
+        }
 
-    def evaluate(self, params, out_dir: str) -> tuple[dict[str, Any], list[str]]:
-        from jaxmr.viz.food import write_food_figures  # noqa: PLC0415 (matplotlib)
-
-        z, al = self.alignment(params)
-        res: dict[str, Any] = {f"{self.name}/{k}": v for k, v in self._scalars(al).items()}
+    def _side_results(self, side: str, al: dict[str, Any]) -> dict[str, Any]:
+        res: dict[str, Any] = {f"{side}/{k}": v for k, v in self._scalars(al).items()}
         matched = {}
         for group in ("lexicon", "nutrition"):
             g = al[group]
             if g is None:
                 continue
-            res[f"{self.name}/{group}"] = {
+            res[f"{side}/{group}"] = {
                 "mcc": float(g["mcc"]),
                 "mcc_weak": float(g["mcc_weak"]),
                 "n": int(g["n"]),
@@ -238,12 +284,28 @@ class FoodFactorEvaluator(Evaluator):
                 "matched_latent": matched.get(name, (None, None))[0],
                 "matched_spearman": matched.get(name, (None, None))[1],
             }
-        res[f"{self.name}/table"] = table
-        res[f"{self.name}/latents"] = self.latents
-        res[f"{self.name}/num_examples"] = len(z)
+        res[f"{side}/table"] = table
+        return res
+
+    def evaluate(self, params, out_dir: str) -> tuple[dict[str, Any], list[str]]:
+        from jaxmr.viz.food import write_food_figures  # noqa: PLC0415 (matplotlib)
+
+        res: dict[str, Any] = {}
         figures: list[str] = []
-        if jax.process_index() == 0:
-            figures = write_food_figures(
-                z, al, self.images, self.titles, os.path.join(out_dir, "food"), n=self.gallery_n
-            )
+        for side, (z, al) in self.alignment(params).items():
+            res.update({f"{self.name}/{k}": v for k, v in self._side_results(side, al).items()})
+            res[f"{self.name}/num_examples"] = len(z)
+            if jax.process_index() == 0:
+                figures += write_food_figures(
+                    z,
+                    al,
+                    self.images,
+                    self.titles,
+                    os.path.join(out_dir, "food"),
+                    n=self.gallery_n,
+                    prefix=f"{side}_",
+                    latent_symbol="z" if side == "target" else "mu",
+                    side_label=self.labels[side],
+                )
+        res[f"{self.name}/sides"] = dict(self.labels)
         return res, figures
