@@ -12,7 +12,7 @@ CONFIG  ?= configs/ivae_synthetic.py
 # JAX devices and needs ~3 GB at its peak).
 TEST_WORKERS ?= 2
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test test-e2e lint venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=10
+
+# Whole scripts in fresh processes (marked e2e; CI runs them after `make test`).
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m e2e --durations=10
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

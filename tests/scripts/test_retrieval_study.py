@@ -86,6 +86,7 @@ def test_tables_mark_cells_not_run(study, tmp_path):
     assert disncl.count("—(not run)") == 5
 
 
+@pytest.mark.e2e
 def test_two_tiny_runs_write_outputs_and_are_not_retrained(study, tmp_path, monkeypatch):
     workdir = str(tmp_path / "study")
     argv = [

@@ -148,6 +148,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.e2e
 def test_two_processes_of_4_devices_match_one_process_of_8(tmp_path):
     steps = [
         "--config.total_steps=4",
