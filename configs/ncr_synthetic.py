@@ -11,10 +11,11 @@ generated once into `~/.cache/jaxmr` (`--config.data.cache_dir`); the noise inde
 to it and is reused.
 
 Schedule (the family's, scaled to the benchmark): batch 128, grad-clip 2, margin 0.2; 2 warm-up
-epochs, then 8 co-training epochs (unlabeled pairs from epoch 6). Changed from the published
-recipes so a run takes minutes on 2 CPU cores: embeddings 128 and word vectors 128 (1024 and
-300); Adam 1e-3 during warm-up, then the family's 2e-4, x0.2 again after co-training epoch 6
-(1,950 steps here against ~45,000 on F30K).
+epochs, then 8 co-training epochs (unlabeled pairs from epoch 6), each network's co-training
+epoch one pass over its labeled set as in NCR (`loss.co_train_epoch`, docs/retrieval.md).
+Changed from the published recipes so a run takes minutes on 2 CPU cores: embeddings 128
+and word vectors 128 (1024 and 300); Adam 1e-3 during warm-up, then the family's 2e-4, x0.2
+again after co-training epoch 6 (1,950 steps here against ~45,000 on F30K).
 Runtime and scores: see docs/retrieval.md (measured, with the command).
 """
 

@@ -83,6 +83,10 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             p_threshold=0.5,
             warmup_epochs=5,  # NCR: warm-up epochs on all pairs before co-training
             unlabeled_start_epoch=25,  # NCR: warm-up + num_epochs // 2
+            # NCR-style: labeled_pass = a network's co-training epoch is one pass over its
+            # labeled set (NCR's len(labeled_trainloader) updates), idle for the rest of the
+            # trainer's epoch; fixed = it updates at all num_pairs // batch steps.
+            co_train_epoch="labeled_pass",
             # DisNCL (docs/disncl.md): matching targets, L_Dis = gamma L_S + (1 - gamma) L_X,
             # L_reg (CLUB-sample or adversarial) with its estimator phase.
             targets="soft",  # soft | hard | ncr_margin

@@ -146,27 +146,37 @@ class StreamPairSampler(IndexedPairSampler):
     """Several independent streams of pairs per step, each over the pairs a per-example value
     selects: NCR's labeled and unlabeled loaders, one pair of them per network.
 
-    `streams = {stream: (key, wanted)}`: every step, stream `stream` brings `batch_size` pairs
-    drawn from the pairs whose per-example value `key` satisfies `(value > 0.5) == wanted`
-    (all pairs while `key` is unset or selects none: before NCR's first split). A batch holds,
-    for every stream, each pair array, gathered array and per-example value of its rows as
-    `"{stream}/{name}"`, and `"{stream}/index"`.
+    `streams = {stream: (key, wanted)}` or `(key, wanted, one_pass)`: every step, stream
+    `stream` brings `batch_size` pairs drawn from the pairs whose per-example value `key`
+    satisfies `(value > 0.5) == wanted` (all pairs while `key` is unset or selects none: before
+    NCR's first split). A batch holds, for every stream, each pair array, gathered array and
+    per-example value of its rows as `"{stream}/{name}"`, `"{stream}/index"` and
+    `"{stream}/active"` (float32 per row, all 1 or all 0; see `one_pass`).
 
     Epoch e of the k-th stream: permutations of its pairs drawn from `default_rng([seed, e,
     k])`, concatenated until the epoch (`num_pairs // batch_size` steps, fixed) is full, so a
     stream over a small split repeats pairs within an epoch and two streams over the same pairs
-    draw them in different orders. Batches stay a pure function of (seed, step, per-example
-    values), which checkpoints save: resume is bit-identical.
+    draw them in different orders. A `one_pass` stream's epoch is one pass over its pairs
+    (a PyTorch loader's epoch): its first ceil(n_selected / batch_size) steps (at most the
+    epoch) are `active` = 1, the rest 0 (their rows continue the order and are meant to be
+    ignored); `stream_steps` gives that count. Batches stay a pure function of (seed, step,
+    per-example values), which checkpoints save: resume is bit-identical.
     """
 
     def __init__(self, pairs, gathered=None, *, streams, batch_size, seed, **kw):
         super().__init__(pairs, gathered, batch_size=batch_size, seed=seed, **kw)
         if not streams:
             raise ValueError("StreamPairSampler needs at least one stream")
-        self.streams = {name: (str(key), bool(wanted)) for name, (key, wanted) in streams.items()}
+        self.streams: dict[str, tuple[str, bool]] = {}
+        self.one_pass: dict[str, bool] = {}
+        for name, spec in streams.items():
+            if len(spec) not in (2, 3):
+                raise ValueError(f"stream {name!r}: expected (key, wanted[, one_pass]), got {spec}")
+            self.streams[name] = (str(spec[0]), bool(spec[1]))
+            self.one_pass[name] = bool(spec[2]) if len(spec) == 3 else False
         self._stream_cache: dict[str, tuple[tuple, np.ndarray]] = {}
 
-    def stream_order(self, stream: str, epoch: int) -> np.ndarray:
+    def _domain(self, stream: str) -> np.ndarray | None:
         key, wanted = self.streams[stream]
         values = self._extra.get(key)
         domain = None
@@ -174,6 +184,19 @@ class StreamPairSampler(IndexedPairSampler):
             domain = np.flatnonzero((np.asarray(values) > 0.5) == wanted)
             if not len(domain):
                 domain = None
+        return domain
+
+    def stream_steps(self, stream: str) -> int:
+        """Active steps of `stream` per epoch: the whole epoch, or for a `one_pass` stream
+        ceil(n_selected / batch_size), at most the epoch."""
+        if not self.one_pass[stream]:
+            return self.steps_per_epoch
+        domain = self._domain(stream)
+        n = self.num_examples if domain is None else len(domain)
+        return min(self.steps_per_epoch, -(-n // self.batch_size))
+
+    def stream_order(self, stream: str, epoch: int) -> np.ndarray:
+        domain = self._domain(stream)
         cache_key = (epoch, None if domain is None else domain.tobytes())
         hit = self._stream_cache.get(stream)
         if hit is not None and hit[0] == cache_key:
@@ -202,5 +225,7 @@ class StreamPairSampler(IndexedPairSampler):
                 rows[name] = gather_rows(source, self.pairs[index_name][idx])
             rows.update({k: v[idx] for k, v in self._extra.items() if k != SUBSET_KEY})
             rows["index"] = idx.astype(np.int32)
+            on = step % self.steps_per_epoch < self.stream_steps(stream)
+            rows["active"] = np.full(len(idx), float(on), np.float32)
             out.update({f"{stream}/{k}": v for k, v in rows.items()})
         return out

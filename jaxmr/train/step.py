@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import jax
@@ -71,6 +72,35 @@ def learning_rates(task: Task, opt_state: Mapping[str, Any]) -> dict[str, jax.Ar
     return out
 
 
+# Optimiser states that hold a learning-rate schedule's clock (`optax.inject_hyperparams`).
+_SCHEDULE_STATES = tuple(
+    t
+    for t in (
+        getattr(optax, "InjectHyperparamsState", None),
+        getattr(optax, "InjectStatefulHyperparamsState", None),
+    )
+    if t is not None
+)
+
+
+def _is_schedule_state(x) -> bool:
+    return isinstance(x, _SCHEDULE_STATES)
+
+
+def idle_opt_state(new_state, old_state):
+    """The optimiser state after an update a phase declared idle (`aux["active"]` False): every
+    leaf of `old_state` (moments and the optimiser's own update count, as if no update had been
+    asked for), except the learning-rate schedules' clocks (`count`, `hyperparams`), which
+    follow the step as epochs do: a schedule in steps stays a schedule in epochs."""
+
+    def pick(new, old):
+        if _is_schedule_state(new):
+            return new._replace(inner_state=idle_opt_state(new.inner_state, old.inner_state))
+        return old
+
+    return jax.tree.map(pick, new_state, old_state, is_leaf=_is_schedule_state)
+
+
 def make_train_step(task: Task, *, steps_per_epoch: int = 1):
     """Returns `train_step(state, batch, root_key) -> (state, measurements)` (not jitted).
 
@@ -100,6 +130,7 @@ def make_train_step(task: Task, *, steps_per_epoch: int = 1):
                 (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(sub)
                 aux = dict(aux)
                 new_carry = aux.pop("carry", {})
+                active = aux.pop("active", None)
                 foreign = set(new_carry) - set(phase.carries)
                 if foreign:
                     raise ValueError(
@@ -109,14 +140,21 @@ def make_train_step(task: Task, *, steps_per_epoch: int = 1):
                 carry.update(jax.lax.stop_gradient(new_carry))
                 updates_all = {}
                 for g in phase.groups:
-                    updates, opt_state[g] = task.optimizers[g].update(
-                        grads[g], opt_state[g], sub[g]
-                    )
-                    params[g] = optax.apply_updates(sub[g], updates)
+                    updates, new_opt = task.optimizers[g].update(grads[g], opt_state[g], sub[g])
+                    new_params = optax.apply_updates(sub[g], updates)
+                    if active is not None:  # an idle update leaves the group as it was
+                        on = jnp.asarray(active, bool)
+                        idle = idle_opt_state(new_opt, opt_state[g])
+                        new_opt = jax.tree.map(partial(jnp.where, on), new_opt, idle)
+                        new_params = jax.tree.map(partial(jnp.where, on), new_params, sub[g])
+                        updates = jax.tree.map(lambda u, on=on: jnp.where(on, u, 0), updates)
+                    opt_state[g], params[g] = new_opt, new_params
                     updates_all[g] = updates
             # Logged values are those of the phase's last repeat.
             p = phase.name
             measurements[f"{p}/loss"] = loss
+            if active is not None:
+                measurements[f"{p}/active"] = jnp.asarray(active, jnp.float32)
             measurements.update({f"{p}/{k}": v for k, v in aux.items()})
             measurements[f"{p}/grad_norm"] = _global_norm(grads)
             measurements[f"{p}/update_norm"] = _global_norm(updates_all)

@@ -32,6 +32,11 @@ Contract, point by point (each has a test in `tests/train/test_contract.py`):
    (e.g. `club_estimator_loss`).
 9. Evaluators implement `Evaluator`: `run(params) -> dict[str, float]` during training and
    `evaluate(params, out_dir) -> (metrics, figure_paths)` for eval.py.
+10. A phase may skip its update for a step by returning a boolean scalar `aux["active"]`
+   (traced): when False its groups' parameters and optimiser moments stay as they were (the
+   optimiser's update count too), only the learning-rate schedule's clock advances with the
+   step. This is how a network of a co-trained pair sits out the rest of an epoch it has
+   finished (NCR's epoch is one pass over a per-network subset); logged as `<phase>/active`.
 """
 
 from __future__ import annotations
@@ -79,7 +84,8 @@ class Phase:
       name: unique within the task; prefixes its logged values (`name/loss`, ...).
       groups: parameter groups this phase updates.
       loss_fn: see above. `aux` is a dict of scalars to log; it may hold `"carry"`: a dict of
-        new values for the carried entries this phase owns.
+        new values for the carried entries this phase owns, and `"active"`: a bool scalar, False
+        to skip this update (contract point 10).
       repeats: run the phase this many times per step (e.g. k estimator updates).
       carries: names of carried-state entries this phase may update.
     """

@@ -59,3 +59,30 @@ def test_batches_are_a_function_of_step_and_saved_values():
             np.testing.assert_array_equal(again.batch(t)[key], v, err_msg=key)
     with pytest.raises(ValueError, match="at least one stream"):
         StreamPairSampler({"cap": np.arange(30)}, streams={}, batch_size=6, seed=0)
+
+
+def test_one_pass_stream_is_active_for_one_pass_over_its_pairs():
+    ims = np.zeros((10, 2), np.float32)
+    streams = {"l": ("clean", True, True), "u": ("clean", False)}
+    s = StreamPairSampler(
+        {"cap": np.arange(30), "img_index": np.repeat(np.arange(10), 3)},
+        {"img": (ims, "img_index")},
+        streams=streams,
+        batch_size=4,
+        seed=0,
+    )
+    assert s.steps_per_epoch == 7
+    # Before a split every pair is selected: 30 pairs -> ceil(30 / 4) = 8, capped at 7.
+    assert s.stream_steps("l") == 7 and s.stream_steps("u") == 7
+    clean = np.zeros(30, np.float32)
+    clean[:10] = 1.0  # 10 labeled pairs: a pass is ceil(10 / 4) = 3 steps
+    s.set_per_example("clean", clean)
+    assert s.stream_steps("l") == 3
+    for epoch in (0, 1):
+        batches = [s.batch(epoch * 7 + t) for t in range(7)]
+        active = [float(b["l/active"][0]) for b in batches]
+        assert active == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+        assert all(np.all(b["u/active"] == 1.0) for b in batches)  # cycles all epoch
+        seen = np.concatenate([b["l/index"] for b in batches[:3]])
+        assert set(seen) == set(range(10))  # every labeled pair once (the last batch fills up)
+        assert len(set(seen[:8])) == 8

@@ -111,3 +111,46 @@ def test_published_configs_state_the_family_schedule():
     assert config.schedule.decay_steps == (35 * spe,)
     assert (config.batch_size, config.optim.learning_rate, config.optim.grad_clip_norm) == (
         128, 2e-4, 2.0)  # fmt: skip
+
+
+def test_ncr_network_trains_one_pass_over_its_labeled_set_per_epoch(cache):
+    """NCR's co-training epoch is `len(labeled_trainloader)` updates: with the partner's split
+    calling 40 pairs clean (2 batches of 32), net_a updates at steps 0-1 of a co-training epoch
+    and sits out the rest; net_b (whose partner calls every pair clean) updates throughout."""
+    import jax
+
+    from jaxmr.train import mesh as mesh_lib
+    from jaxmr.train import step as step_lib
+
+    config = _config(cache)
+    assert config.loss.co_train_epoch == "labeled_pass"  # NCR's, the default
+    task = build_task(config)
+    sampler = task.make_sampler(batch_size=config.batch_size, seed=0)
+    n = sampler.num_examples
+    few = np.zeros(n, np.float32)
+    few[:40] = 1.0
+    sampler.set_per_example("clean_pred_net_b", few)  # net_a's labeled set: 40 pairs
+    sampler.set_per_example("clean_prob_net_b", few)
+    mesh = mesh_lib.make_data_mesh(1)
+    state = step_lib.init_state(task, jax.random.key(0), mesh)
+    spe = sampler.steps_per_epoch
+    fn = jax.jit(step_lib.make_train_step(task, steps_per_epoch=spe))
+    moved = {}
+    for pos in (1, 2):  # the pass's last step, then the first step after it
+        step = config.loss.warmup_epochs * spe + pos
+        s0 = state.replace(step=jax.numpy.asarray(step, jax.numpy.int32))
+        s1, m = fn(s0, mesh_lib.place_batch(sampler.batch(step), mesh), jax.random.key(1))
+        moved[pos] = {
+            net: _moved(jax.tree.leaves(s1.params[net]), jax.tree.leaves(s0.params[net]))
+            for net in ("net_a", "net_b")
+        }
+        assert float(m["net_a/active"]) == float(pos < 2)
+        assert float(m["net_b/active"]) == 1.0
+    assert moved[1]["net_a"] > 0 and moved[1]["net_b"] > 0 and moved[2]["net_b"] > 0
+    assert moved[2]["net_a"] == 0.0  # idle: parameters untouched (Adam would still move them)
+
+
+def _moved(a, b) -> float:
+    """Summed absolute change between two parameter trees."""
+    diffs = [np.abs(np.asarray(x) - np.asarray(y)).sum() for x, y in zip(a, b, strict=True)]
+    return float(sum(diffs))

@@ -8,6 +8,7 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -215,6 +216,62 @@ def test_9_evaluator_interface():
     assert E().evaluate(None, "/nonexistent") == ({"e/m": 1.5}, [])
     src = (ROOT / "jaxmr" / "evaluate.py").read_text()
     assert "Evaluator)" not in src and "import MCCEvaluator" not in src  # no special case
+
+
+# 10. A phase may declare an update idle: nothing moves but the schedule's clock.
+def test_10_idle_update_keeps_params_and_moments_but_advances_the_schedule():
+    from configs.common import base_schedule
+    from jaxmr.train.optim import build_optimizer
+
+    sched = base_schedule()
+    sched.decay, sched.decay_steps, sched.decay_factor = "step", (1,), 0.1
+    optim = ml_collections.ConfigDict(
+        dict(name="adam", learning_rate=1.0, b1=0.9, b2=0.999, grad_clip_norm=0.0)
+    )
+
+    def task_with(active_at):
+        def loss_fn(params, batch, ctx):
+            loss = jnp.sum((params["p"]["v"] - 3.0) ** 2)
+            return loss, {"active": ctx.step != active_at}
+
+        return Task(
+            name="t",
+            init_fn=lambda key: {"p": {"v": jnp.zeros(())}},
+            optimizers={"p": build_optimizer(optim, sched, 10)},
+            phases=(Phase("main", ("p",), loss_fn),),
+            predict_fn=lambda params, batch: {},
+            train_arrays={"x": np.zeros(4, np.float32)},
+        )
+
+    # Step 0 idle, step 1 active: one Adam update (its first: size lr), at step 1's lr (0.1).
+    state, ms = _one_step(task_with(0), {"x": np.zeros(2, np.float32)}, steps=2)
+    assert [float(m["main/active"]) for m in ms] == [0.0, 1.0]
+    np.testing.assert_allclose(state.params["p"]["v"], 0.1, rtol=1e-5)
+    assert int(_adam_state(state).count) == 1  # Adam's own count saw one update
+    assert float(ms[1]["lr/p"]) == pytest.approx(0.1)  # the schedule counted the idle step
+    # After one idle step nothing moved: parameters and moments are the initial ones.
+    idle, ms = _one_step(task_with(0), {"x": np.zeros(2, np.float32)}, steps=1)
+    assert float(idle.params["p"]["v"]) == 0.0 and float(ms[0]["main/update_norm"]) == 0.0
+    adam = _adam_state(idle)
+    assert int(adam.count) == 0 and float(adam.mu["v"]) == 0.0 and float(adam.nu["v"]) == 0.0
+
+    # Without the flag the same two steps are two updates (what the flag must prevent).
+    def plain(params, batch, ctx):
+        return jnp.sum((params["p"]["v"] - 3.0) ** 2), {}
+
+    both, _ = _one_step(
+        Task(name="t", init_fn=lambda key: {"p": {"v": jnp.zeros(())}},
+             optimizers={"p": build_optimizer(optim, sched, 10)},
+             phases=(Phase("main", ("p",), plain),), predict_fn=lambda params, batch: {},
+             train_arrays={"x": np.zeros(4, np.float32)}),
+        {"x": np.zeros(2, np.float32)}, steps=2,
+    )  # fmt: skip
+    assert float(both.params["p"]["v"]) > 1.0  # 1.0 (lr 1) + ~0.1
+
+
+def _adam_state(state):
+    is_adam = lambda x: isinstance(x, optax.ScaleByAdamState)
+    return [s for s in jax.tree.leaves(state.opt_state, is_leaf=is_adam) if is_adam(s)][0]
 
 
 # The noisy-correspondence-shaped toy end to end: co-teaching, k estimator steps, GMM hook,

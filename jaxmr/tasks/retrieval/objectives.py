@@ -47,13 +47,26 @@ def infonce_loss(nets, net: str, loss_cfg):
     return loss_fn
 
 
-def ncr_streams(names) -> dict[str, tuple[str, bool]]:
+CO_TRAIN_EPOCHS = ("labeled_pass", "fixed")
+
+
+def ncr_streams(names, *, co_train_epoch: str) -> dict[str, tuple]:
     """NCR's loaders as `StreamPairSampler` streams: network n trains on `l_<n>` (the pairs
-    its partner's split calls clean) and `u_<n>` (the rest); each network its own order."""
+    its partner's split calls clean) and `u_<n>` (the rest); each network its own order.
+
+    `co_train_epoch="labeled_pass"`: `l_<n>` is a one-pass stream, so network n updates for
+    ceil(|C| / batch) steps of an epoch and sits out the rest (NCR's `train` loops over
+    `labeled_trainloader` once; the unlabeled loader restarts when exhausted). `"fixed"`: both
+    networks update at every step of the trainer's `num_pairs // batch` step epoch."""
+    if co_train_epoch not in CO_TRAIN_EPOCHS:
+        raise ValueError(
+            f"config.loss.co_train_epoch must be one of {CO_TRAIN_EPOCHS}, got {co_train_epoch!r}"
+        )
+    one_pass = co_train_epoch == "labeled_pass"
     out = {}
     for net in names:
         partner = names[1 - names.index(net)] if len(names) == 2 else net
-        out[f"l_{net}"] = (f"clean_pred_{partner}", True)
+        out[f"l_{net}"] = (f"clean_pred_{partner}", True, one_pass)
         out[f"u_{net}"] = (f"clean_pred_{partner}", False)
     return out
 
@@ -77,6 +90,11 @@ def ncr_loss(nets, net: str, partner: str, loss_cfg):
     (`ncr_soft_margin`), summed over its batch; the two losses are added. Labels come from
     stop-gradient scores (NCR predicts them in eval mode under no_grad). The unlabeled batch is
     encoded only once it is used (`lax.cond`).
+
+    With `loss.co_train_epoch = "labeled_pass"` (`ncr_streams`) a step whose labeled batch is
+    past the epoch's pass over C (`l_<net>/active` = 0) computes nothing and returns
+    `aux["active"] = False`: the trainer leaves the network and its optimiser moments as they
+    were (docs/retrieval.md §5).
     """
     margin = loss_cfg.margin
     lab, unl = f"l_{net}", f"u_{net}"
@@ -96,7 +114,18 @@ def ncr_loss(nets, net: str, partner: str, loss_cfg):
     def skip(params, batch):
         return jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
 
+    gated = loss_cfg.co_train_epoch == "labeled_pass"
+
     def loss_fn(params, batch, ctx):
+        if not gated:
+            return train(params, batch, ctx)
+        active = jnp.max(batch[f"{lab}/active"]) > 0.5
+        shapes = jax.eval_shape(train, params, batch, ctx)
+        idle = lambda p, b, c: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        loss, aux = jax.lax.cond(active, train, idle, params, batch, ctx)
+        return loss, {**aux, "active": active}
+
+    def train(params, batch, ctx):
         scores = _stream_scores(nets, params, net, batch, lab)
         warm = ctx.epoch < loss_cfg.warmup_epochs
         warm_loss = jnp.sum(triplet_hinge_loss(scores, margin=margin, hardest_negative=False))

@@ -13,7 +13,9 @@ Methods (`config.method`):
   ncr     NCR-style: warm-up on all pairs, then each epoch per-sample losses -> 2-component
           GMM -> clean probability; with co-teaching (default) two networks each trained on the
           other's split; soft margins from rectified labels (`objectives.ncr_loss`); each
-          network draws its own labeled and unlabeled batches (`StreamPairSampler`);
+          network draws its own labeled and unlabeled batches (`StreamPairSampler`) and,
+          as NCR, trains one pass over its labeled set per co-training epoch
+          (`loss.co_train_epoch`);
   disncl  DisNCL (`jaxmr.tasks.retrieval.disncl`): MII/MEI heads, similarity in the MII
           subspace, soft many-to-many targets, L_Dis and L_reg with an estimator phase; the
           same GMM split, computed on MII similarities.
@@ -118,7 +120,7 @@ def build_retrieval(config, *, data=None) -> Task:
 
     def make_sampler(**kw):
         if method == "ncr":  # NCR's labeled and unlabeled loaders, per network
-            streams = objectives.ncr_streams(names)
+            streams = objectives.ncr_streams(names, co_train_epoch=loss_cfg.co_train_epoch)
             sampler = StreamPairSampler(pairs, gathered, streams=streams, **kw)
         else:
             sampler = IndexedPairSampler(pairs, gathered, **kw)
