@@ -205,7 +205,11 @@ def scale_schedule(config, scale: float) -> None:
     def ep(n):
         return max(1, int(round(n * scale))) if n > 0 else 0
 
-    keys = [k for k in config.loss if k.endswith(("_epoch", "_epochs"))]
+    keys = [  # epoch counts (not e.g. loss.co_train_epoch, a mode name)
+        k
+        for k in config.loss
+        if k.endswith(("_epoch", "_epochs")) and isinstance(config.loss[k], int)
+    ]
     for k in keys:
         config.loss[k] = ep(config.loss[k])
     if "warmup_epochs" in keys and "unlabeled_start_epoch" in keys:
