@@ -10,7 +10,6 @@ interrupted); the table reports the final strong/weak MCC (mean ± std over seed
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
@@ -23,17 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import ivae_synthetic  # noqa: E402
 from jaxmr.tasks import build_task  # noqa: E402
 from jaxmr.train.loop import train_and_evaluate  # noqa: E402
-
-
-def _parse_set(items):
-    out = {}
-    for item in items or []:
-        key, _, value = item.partition("=")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
+from scripts.study_common import parse_set  # noqa: E402
 
 
 def main(argv=None):
@@ -44,7 +33,7 @@ def main(argv=None):
     p.add_argument("--config_arg", default="", help="argument after ':' of the config file")
     p.add_argument("--set", action="append", help="config override key=value (repeatable)")
     args = p.parse_args(argv)
-    overrides = _parse_set(args.set)
+    overrides = parse_set(args.set)
     os.makedirs(args.workdir, exist_ok=True)
     rows = {}
     for variant in args.variants.split(","):

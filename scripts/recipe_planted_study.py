@@ -14,7 +14,6 @@ the seeds already there for the same settings), then a Markdown table of all of 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
@@ -25,19 +24,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import ivae_recipe  # noqa: E402
 from jaxmr.tasks.ivae.recipe_planted import planted_rhos, train_and_score  # noqa: E402
+from scripts.study_common import parse_set  # noqa: E402
 
 FACTORS = ("greenness", "wateriness", "savoriness")
-
-
-def _parse_set(items):
-    out = {}
-    for item in items or []:
-        key, _, value = item.partition("=")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
 
 
 def _row(rec) -> str:
@@ -57,7 +46,7 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="JSON lines, appended")
     p.add_argument("--set", action="append", help="config override key=value (repeatable)")
     args = p.parse_args(argv)
-    overrides = _parse_set(args.set)
+    overrides = parse_set(args.set)
     done = []
     if os.path.isfile(args.out):
         with open(args.out) as f:

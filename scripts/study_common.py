@@ -6,6 +6,8 @@
 - `mean_std(values)`: the "mean ± std" cell of the markdown tables (std over seeds, ddof 0);
 - `plot_mean_std(path, curves, ...)`: the figures, one error-bar curve (mean ± std over
   seeds) per model or method against one swept setting;
+- `parse_set(items)`: `--set KEY=VALUE` overrides as a dict, values read as Python literals
+  where they parse (numbers, booleans, tuples), else kept as strings;
 - `run_jobs(fn, jobs, ...)`: runs `fn(job)` in this process or in spawned workers and reports
   each finished run (or its error) as soon as it is done, so tables can be rewritten after
   every run.
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import os
@@ -21,6 +24,18 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
 import numpy as np
+
+
+def parse_set(items: Iterable[str] | None) -> dict:
+    """`["a.b=3", "c=x"]` -> `{"a.b": 3, "c": "x"}` (literals parsed where they parse)."""
+    out = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
 
 
 def set_xla_threads(jobs: int) -> None:
