@@ -285,6 +285,8 @@ def test_head_inputs_whiten_the_train_target():
     np.testing.assert_allclose(np.cov(cca["y"].T), np.eye(4), atol=1e-4)
     with pytest.raises(ValueError, match="config.model.target_basis"):
         task_lib.HeadInputs.fit(feats, "image", target_dim=4, basis="ica")
+    with pytest.raises(ValueError, match="config.model.target_ridge must be >= 0, got -1"):
+        task_lib.HeadInputs.fit(feats, "image", target_dim=4, basis="cca", ridge=-1.0)
     flipped = task_lib.HeadInputs.fit(feats, "recipe", target_dim=0)(feats)
     assert flipped["x"].shape == (n, 10) and flipped["y"].shape == (n, 6)
     with pytest.raises(ValueError, match="target_dim=11"):

@@ -165,3 +165,10 @@ def test_traversal_can_be_turned_off():
     config = ivae_synthetic.get_config("smoke")
     config.evals.traversal.every_steps = -1
     assert _traversal(build_task(config)) is None
+
+
+def test_cost_points_below_one_is_a_clear_error():
+    config = ivae_synthetic.get_config("smoke")
+    config.evals.traversal.cost_points = 0
+    with pytest.raises(ValueError, match="config.evals.traversal.cost_points must be >= 1"):
+        build_task(config)

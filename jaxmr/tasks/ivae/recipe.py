@@ -87,6 +87,8 @@ class HeadInputs:
     ) -> HeadInputs:
         if basis not in BASES:
             raise ValueError(f"config.model.target_basis must be one of {BASES}, got {basis!r}")
+        if not ridge >= 0:
+            raise ValueError(f"config.model.target_ridge must be >= 0, got {ridge}")
         x, y = _modalities(train, query)
         x_mean, x_std = x.mean(0), x.std(0)
         y_mean = y.mean(0)

@@ -357,6 +357,8 @@ def _traversal_evaluator(cfg, arrays, maps, bind, project, unproject, projection
     tcfg = cfg.evals.traversal
     if tcfg.every_steps < 0:
         return None
+    if int(tcfg.cost_points) < 1:
+        raise ValueError(f"config.evals.traversal.cost_points must be >= 1, got {tcfg.cost_points}")
     if cfg.model.variant not in ("implicit", "ivae", "vae"):
         print(
             f"traversal figures skipped: model.variant={cfg.model.variant!r} has neither an "
