@@ -26,6 +26,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _OWN_CACHE = tempfile.mkdtemp(prefix="jaxmr-tests-xla-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+# One sub-folder per pytest-xdist worker: JAX writes cache entries in place, so a worker
+# reading an entry the other was still writing got a truncated one (a warning, then a
+# recompile). Inside the folder of the controller, which removes it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(
+        os.environ["JAX_COMPILATION_CACHE_DIR"], os.environ["PYTEST_XDIST_WORKER"]
+    )
 
 
 def pytest_sessionfinish(session, exitstatus):
