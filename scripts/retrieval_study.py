@@ -60,6 +60,7 @@ sys.path.insert(0, ROOT)
 
 from scripts.study_common import (  # noqa: E402  (needs ROOT on the path)
     mean_std,
+    parse_set,
     plot_mean_std,
     read_results,
     run_jobs,
@@ -456,12 +457,7 @@ def build_jobs(args) -> list[dict]:
         settings = settings or list(QUICK["settings"])
         seeds = seeds or list(QUICK["seeds"])
         scale = scale or QUICK_STEPS_SCALE
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected key=value")
-        overrides[key] = _literal(value)
+    overrides = parse_set(args.set)
     jobs = []
     for setting in settings or SETTINGS:
         for method in methods or METHODS:
@@ -481,15 +477,6 @@ def build_jobs(args) -> list[dict]:
                     }
                 )
     return jobs
-
-
-def _literal(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value.lower(), value)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

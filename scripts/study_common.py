@@ -27,10 +27,19 @@ import numpy as np
 
 
 def parse_set(items: Iterable[str] | None) -> dict:
-    """`["a.b=3", "c=x"]` -> `{"a.b": 3, "c": "x"}` (literals parsed where they parse)."""
+    """`["a.b=3", "c=x", "d=(1, 2)", "e=true"]` -> `{"a.b": 3, "c": "x", "d": (1, 2), "e": True}`.
+
+    Values are read as Python literals where they parse (tuples included), `true`/`false`
+    in any case as booleans, anything else as a string; an item without `=` is an error.
+    """
     out = {}
     for item in items or []:
-        key, _, value = item.partition("=")
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        if value.lower() in ("true", "false"):
+            out[key] = value.lower() == "true"
+            continue
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
