@@ -9,9 +9,11 @@
 
 A run that resumes from checkpoints first compares its config with the recorded one
 (`check_resume`): keys that only change how long or how often things happen (`ALLOWED`) may
-change and are recorded, as may keys the record lacks (declared since, with the default the
-code used before); any other change would make the checkpoints mean something else (model
-shape, data, objective, optimiser) and stops the run with an error naming the keys.
+change and are recorded, as may keys the record lacks (declared since) when the new value
+is what the code did before the key existed (`LEGACY`; a key not listed there is assumed to
+have been declared with the old behaviour as its default); any other change would make the
+checkpoints mean something else (model shape, data, objective, optimiser) and stops the run
+with an error naming the keys.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ ALLOWED = (
     "evals.",
     "data.cache_dir",
 )
+# Keys declared after runs existed whose default is NOT the old behaviour: the value the code
+# used before the key existed. A record without the key resumes only with that value.
+LEGACY = {
+    "loss.co_train_epoch": "fixed",  # NCR-style: the one-pass epoch became the default later
+    "loss.elbo": "analytic",  # explicit iVAE/VAE: the beta-TC objective became the default later
+    "model.target_basis": "pca",  # Recipe1M: the CCA target basis became the default later
+}
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
 
@@ -93,12 +102,29 @@ def check_resume(workdir: str, config) -> dict[str, list[Any]]:
     changes = config_changes(recorded, new)
     # A key only one side has was added to (or dropped from) the recipes since the record
     # was written: the code read it with that default, so it is recorded, not refused.
-    both = set(flatten(recorded)) & set(flatten(new))
+    # Unless the key is in LEGACY: then the code before it behaved as its legacy value.
+    old_flat, new_flat = flatten(recorded), flatten(new)
+    both = set(old_flat) & set(new_flat)
     refused = {k: v for k, v in changes.items() if k in both and not _allowed(k)}
-    if refused:
+    legacy = {
+        k: [LEGACY[k], new_flat[k]]
+        for k in changes
+        if k in LEGACY and k not in old_flat and k in new_flat and new_flat[k] != LEGACY[k]
+    }
+    if refused or legacy:
         shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+        shown_legacy = "; ".join(
+            f"{k}: {old!r} -> {new!r}, set {k}={old!r} to resume it as it ran"
+            for k, (old, new) in legacy.items()
+        )
+        if shown_legacy:
+            shown_legacy = (
+                "keys declared after this record, whose code then behaved as the first "
+                f"value: {shown_legacy}"
+            )
         raise IncompatibleConfigError(
-            f"the checkpoints in {workdir} were trained with another config ({shown}); "
+            f"the checkpoints in {workdir} were trained with another config "
+            f"({'; '.join(s for s in (shown, shown_legacy) if s)}); "
             "resume with the values in config.json, or train in a new --workdir"
         )
     return changes

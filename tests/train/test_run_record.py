@@ -179,3 +179,32 @@ def test_keys_declared_since_the_record_are_not_refused(tmp_path):
     recorded["model"]["latent_dim"] = 5
     (tmp_path / "config.json").write_text(json.dumps(recorded))
     assert record.check_resume(str(tmp_path), config) == {"model.flow.linear": [None, False]}
+
+
+@pytest.mark.parametrize(
+    "key, legacy, new",
+    [
+        ("loss.co_train_epoch", "fixed", "labeled_pass"),
+        ("model.target_basis", "pca", "cca"),
+        ("loss.elbo", "analytic", "beta_tc"),
+    ],
+)
+def test_a_key_declared_with_a_new_behaviour_refuses_a_record_that_lacks_it(
+    tmp_path, key, legacy, new
+):
+    """A record written before `key` existed ran the legacy behaviour: resuming it with the
+    new default would silently switch the objective, so it is refused unless set back."""
+    config = _config()
+    section, name = key.split(".")
+    with config.unlocked():
+        config[section][name] = new
+    recorded = record.config_dict(config)
+    del recorded[section][name]
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    with pytest.raises(
+        IncompatibleConfigError, match=rf"{key}: '{legacy}' -> '{new}', set {key}='{legacy}'"
+    ):
+        record.check_resume(str(tmp_path), config)
+    with config.unlocked():
+        config[section][name] = legacy
+    assert record.check_resume(str(tmp_path), config) == {key: [None, legacy]}
