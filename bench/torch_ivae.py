@@ -1,5 +1,5 @@
 """The iIVAE `implicit` model, loss and Adam step in PyTorch: the peer the JAX step is timed
-against. Same maths as `jaxmr.models.ivae` + `jaxmr.tasks.ivae._implicit_loss`:
+against. Same maths as `jaxmr.models.ivae` + `jaxmr.tasks.ivae.synthetic.implicit_loss`:
 
     g = A_K o (I + h_K) o ... o A_1 o (I + h_1),  h_k = MLP(D -> hidden -> D), A_k affine
     loss = -mean(beta log p(g(y)_{:d} | x) [+ log N(g(y)_{d:}; 0, e^extra)] + log|det J_g|)

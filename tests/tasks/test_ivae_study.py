@@ -19,7 +19,7 @@ from jaxmr.losses import vae as vae_lib
 from jaxmr.losses.flow import residual_flow_jacobian_terms
 from jaxmr.models.ivae import ResidualFlow
 from jaxmr.tasks import build_task
-from jaxmr.tasks.ivae.synthetic import _implicit_loss, build_ivae, pca_rotation
+from jaxmr.tasks.ivae.synthetic import build_ivae, implicit_loss, pca_rotation
 from jaxmr.train import loop
 from jaxmr.train.task import StepContext
 
@@ -126,7 +126,7 @@ def test_injective_loss_is_prior_plus_half_logdet_of_the_full_map():
     model = task.info["bind"](params)
     batch = {k: v[:16] for k, v in task.train_arrays.items()}
     x, y = jnp.asarray(batch["x"]), jnp.asarray(batch["y"])
-    loss, aux = _implicit_loss(model, x, y, jax.random.key(1), 5, config.loss, 1.0, 0.0)
+    loss, aux = implicit_loss(model, x, y, jax.random.key(1), 5, config.loss, 1.0, 0.0)
     jac = jax.vmap(jax.jacfwd(lambda v: model.flow(v)[:5]))(y)  # [B, 5, 8]
     gram = np.asarray(jac @ jnp.swapaxes(jac, 1, 2))
     mean, logvar = model.prior(x)

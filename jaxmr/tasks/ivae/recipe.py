@@ -42,7 +42,7 @@ from jaxmr.data.recipe_features import (
 )
 from jaxmr.tasks.ivae import synthetic as ivae_lib
 from jaxmr.tasks.ivae.recipe_evaluators import FoodFactorEvaluator, RetrievalEvaluator
-from jaxmr.tasks.ivae.synthetic import _implicit_loss, _isometry_loss, ivae_params, ivae_task
+from jaxmr.tasks.ivae.synthetic import implicit_loss, isometry_loss, ivae_params, ivae_task
 from jaxmr.train.task import Task
 
 logger = logging.getLogger(__name__)
@@ -212,8 +212,8 @@ def build_ivae_recipe(cfg) -> Task:
         key = ctx.key
         model = bind(params)
         if m.variant == "implicit":
-            return _implicit_loss(model, batch["x"], batch["y"], key, d, loss_cfg, beta, gamma)
-        return _isometry_loss(model, batch["x"], batch["y"], key, loss_cfg, gamma)
+            return implicit_loss(model, batch["x"], batch["y"], key, d, loss_cfg, beta, gamma)
+        return isometry_loss(model, batch["x"], batch["y"], key, loss_cfg, gamma)
 
     def predict_fn(params, batch):
         """z = g(y)_{:d} (target latents) and the prior N(mean, exp(logvar)) given x."""

@@ -314,9 +314,9 @@ def build_ivae(cfg) -> Task:
         model = bind(params)
         x, y = batch["x"], project(batch["y"])
         if variant == "implicit":
-            return _implicit_loss(model, x, y, key, d, loss_cfg, beta, gamma)
+            return implicit_loss(model, x, y, key, d, loss_cfg, beta, gamma)
         if variant == "isometry":
-            return _isometry_loss(model, x, y, key, loss_cfg, gamma)
+            return isometry_loss(model, x, y, key, loss_cfg, gamma)
         return _explicit_loss(model, x, y, key, variant, cfg.model.obs_logvar, beta, tc)
 
     def predict_fn(params, batch):
@@ -455,7 +455,14 @@ def projection_warning(variances: np.ndarray, d: int, *, min_gap: float = 1.5) -
     )
 
 
-def _implicit_loss(model, x, y, key, d, loss_cfg, beta, gamma):
+def implicit_loss(model, x, y, key, d, loss_cfg, beta, gamma):
+    """The implicit decoder's loss on one batch: -(beta log p(z|x) + log|det J_g(y)|) plus
+    gamma x the Lipschitz hinge on every flow branch; z = g(y) (first d outputs; the D - d
+    extra ones get an isotropic Gaussian, or the injective volume replaces log det).
+
+    Shared by the synthetic/shapes task and the Recipe1M task (docs/ivae.md). Returns the
+    scalar loss and the per-term means logged by the trainer.
+    """
     injective = getattr(model, "target_mode", "full") == "injective" and y.shape[-1] > d
     z_full, linear_log_det, blocks = model.flow.forward_with_blocks(y)
     logdet, sigmas = flow_lib.residual_flow_jacobian_terms(
@@ -493,7 +500,9 @@ def _implicit_loss(model, x, y, key, d, loss_cfg, beta, gamma):
     return loss, aux
 
 
-def _isometry_loss(model, x, y, key, loss_cfg, gamma):
+def isometry_loss(model, x, y, key, loss_cfg, gamma):
+    """The isometry ablation's loss: -log p(g(y)|x) plus gamma x a penalty pushing
+    J_g J_gᵀ to the identity (no volume term); shared like `implicit_loss`."""
     z = model.embed(y)
     mean, logvar = model.prior(x)
     log_prior = vae_lib.gaussian_log_prob(z, mean, logvar)
