@@ -225,7 +225,7 @@ def make_or_load_noise(
     else:
         index = image_level_noise(n_img, ratio, seed=seed)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp.npy"
+    tmp = f"{path}.{os.getpid()}.tmp.npy"  # one per writer: runs share the cache
     np.save(tmp, index)
     os.replace(tmp, path)
     pairing = apply_noise_index(index, cap2img, n_img, ratio=ratio, source=path)

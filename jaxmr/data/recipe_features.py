@@ -71,7 +71,7 @@ class RecipeFeatures:
         return len(self.ids)
 
     def save(self, path: str) -> None:
-        tmp = path + ".tmp.npz"
+        tmp = f"{path}.{os.getpid()}.tmp.npz"  # one per writer
         np.savez(
             tmp,
             ids=self.ids.astype(str),
@@ -121,9 +121,10 @@ def fixture_root(data_cfg) -> str:
         info = make_recipe1m_fixture(
             root, n=fx.n, seed=fx.seed, planted_factor=fx.planted_factor, defects=fx.defects
         )
-        with open(marker + ".tmp", "w") as f:
+        tmp = f"{marker}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
             json.dump(info.factors, f)
-        os.replace(marker + ".tmp", marker)
+        os.replace(tmp, marker)
     return root
 
 

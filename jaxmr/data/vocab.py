@@ -89,7 +89,7 @@ def save_vocab(vocab: Vocab, path: str | os.PathLike) -> None:
         "idx2word": {str(i): w for i, w in vocab.idx2word.items()},
         "idx": len(vocab),
     }
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # one per writer: runs share the cache
     with open(tmp, "w") as f:
         json.dump(data, f)
     os.replace(tmp, path)

@@ -125,7 +125,7 @@ def caption_features(captions: Sequence[str], tower_cfg, *, cache_dir: str = "")
           file=sys.stderr)  # fmt: skip
     feats = encode_captions(tower, captions)
     os.makedirs(os.path.dirname(file), exist_ok=True)
-    tmp = file + ".tmp.npy"
+    tmp = f"{file}.{os.getpid()}.tmp.npy"  # one per writer: runs share the cache
     np.save(tmp, feats)
     os.replace(tmp, file)  # atomic: a killed run never leaves half a cache file
     return feats
