@@ -19,6 +19,9 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
   decorr    the MII code exactly linearly decorrelated from the MEI code: s = L2(u - x B)
             with B the fitted least-squares regression of u on x
             (`model.mii_decorrelation="regress"`)
+  predict   the MII code as each modality's linear prediction of the other's: s_m =
+            L2(u_m C_m) with C_m the fitted least-squares regression of the partner's u on u_m
+            over clean pairs (`model.mii_decorrelation="predict"`)
   full_emb  similarity (and the split) on the whole backbone code instead of the MII code
 MII and MEI codes are 64-d on a 128-d backbone. Every choice and its reason: docs/disncl.md.
 """
@@ -35,6 +38,7 @@ ABLATIONS = (
     "mutual",
     "strong",
     "decorr",
+    "predict",
     "full_emb",
 )
 
@@ -67,6 +71,8 @@ def get_config(arg=None):
         config.loss.lambda_reg = 0.1
     elif a.ablation == "decorr":
         config.model.mii_decorrelation = "regress"
+    elif a.ablation == "predict":
+        config.model.mii_decorrelation = "predict"
     elif a.ablation == "full_emb":
         config.model.similarity = "full"
     return config

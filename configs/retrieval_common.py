@@ -73,9 +73,10 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             mii_dim=256,
             mei_dim=256,
             similarity="mii",
-            # DisNCL: none, or regress = s = L2(u - x B), the MII code's exact linear
-            # decorrelation from the MEI code by a fitted regression (docs/disncl.md);
-            # B = decor_scale * parameter (Adam's step per entry is ~lr).
+            # DisNCL: none; regress = s = L2(u - x B), the MII code's linear decorrelation
+            # from the MEI code by a fitted regression; predict = s_m = L2(u_m C_m), the
+            # fitted linear prediction of the partner's u (docs/disncl.md); B = decor_scale *
+            # parameter, C = I + decor_scale * parameter (Adam's step per entry is ~lr).
             mii_decorrelation="none",
             decor_scale=10.0,
         )
@@ -111,7 +112,7 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             # |log variance| of CLUB's q(x|s) stays below this: a sharper q gives the encoders
             # gradients ~1/variance (at 7, matching collapsed: dev rSum 9 vs 37 without L_reg).
             club_logvar_bound=2.0,
-            decor_fit_weight=1.0,  # least-squares fit of B (model.mii_decorrelation="regress")
+            decor_fit_weight=1.0,  # least-squares fit of B or C (model.mii_decorrelation)
         )
     )
     config.optim = base_optim(2e-4)

@@ -9,7 +9,10 @@ closed-form minimiser of the Gaussian I(u - xB; x) over B — whatever the scale
 `linear_residual` forms the residual with given coefficients; `least_squares_loss` is the
 objective whose minimiser over (coef, intercept) is that regression, so coefficients trained
 on it (on stop-gradient codes) track the regression while the codes change.
-`residual_cross_covariance` measures what is left. docs/disncl.md ("Exact linear
+`residual_cross_covariance` measures what is left. The same least-squares fit of one
+modality's code on the other's (over clean pairs) gives each modality's linear prediction of
+its partner, whose least-squares coefficients on directions uncorrelated with the partner
+(exclusive content) are zero. docs/disncl.md ("Exact linear
 decorrelation") says how DisNCL uses them.
 """
 
@@ -32,20 +35,29 @@ def linear_residual(u: jax.Array, x: jax.Array, coef: jax.Array) -> jax.Array:
 
 
 def least_squares_loss(
-    target: jax.Array, inputs: jax.Array, coef: jax.Array, intercept: jax.Array
+    target: jax.Array,
+    inputs: jax.Array,
+    coef: jax.Array,
+    intercept: jax.Array,
+    weights: jax.Array | None = None,
 ) -> jax.Array:
     """Mean over rows of the squared error ``||target - inputs @ coef - intercept||²``
     (summed over the ``D`` target columns). ``target`` ``[N, D]``, ``inputs`` ``[N, K]``,
     ``coef`` ``[K, D]``, ``intercept`` ``[D]`` → scalar. Its minimiser is ordinary least
-    squares with an intercept; pass stop-gradient codes to fit only the coefficients."""
+    squares with an intercept; pass stop-gradient codes to fit only the coefficients.
+    ``weights`` ``[N]`` (optional, e.g. clean probabilities): the weighted mean
+    ``sum_i w_i err_i / max(sum_i w_i, 1e-8)`` instead, whose minimiser is weighted least
+    squares."""
     if coef.shape != (inputs.shape[-1], target.shape[-1]) or intercept.shape != (target.shape[-1],):
         raise ValueError(
             f"least_squares_loss needs coef [K, D] and intercept [D] for target [N, D] and "
             f"inputs [N, K]; got target {target.shape}, inputs {inputs.shape}, coef "
             f"{coef.shape}, intercept {intercept.shape}"
         )
-    err = target - inputs @ coef - intercept
-    return jnp.mean(jnp.sum(err**2, axis=-1))
+    per = jnp.sum((target - inputs @ coef - intercept) ** 2, axis=-1)
+    if weights is None:
+        return jnp.mean(per)
+    return jnp.sum(weights * per) / jnp.maximum(jnp.sum(weights), 1e-8)
 
 
 def residual_cross_covariance(r: jax.Array, x: jax.Array) -> jax.Array:

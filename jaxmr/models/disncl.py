@@ -5,7 +5,9 @@ For modality m with backbone code h_m (the pooled, unit-norm output of `RegionEn
 `GRUTextEncoder`):
   s_m = L2(W^s_m h_m)    MII code, used for cross-modal similarity (`s_v @ s_t.T`)
   with `decorrelation="regress"`: s_m = L2(u_m - x_m B_m), u_m = W^s_m h_m, B_m the
-                         least-squares coefficients of u_m on x_m (fitted by the task)
+                         least-squares coefficients of u_m on x_m (fitted by the task);
+  with `decorrelation="predict"`: s_m = L2(u_m C_m), C_m the least-squares coefficients of
+                         the partner's u on u_m over clean pairs (fitted by the task)
   x_m = L2(W^x_m h_m + b)  MEI code (unit norm like s_m: a bounded scale keeps CLUB's
                          Gaussian q(x|s) fittable; unnormalised codes grew until its NLL
                          reached ~70 nats per modality)
@@ -23,7 +25,7 @@ from flax import nnx
 from jaxmr.losses.decorrelation import linear_residual
 from jaxmr.models.retrieval import GRUTextEncoder, RegionEncoder, l2_normalise
 
-DECORRELATIONS = ("none", "regress")
+DECORRELATIONS = ("none", "regress", "predict")
 
 
 class _Heads(nnx.Module):
@@ -49,10 +51,20 @@ class _Heads(nnx.Module):
             self.decor_coef = nnx.Param(jnp.zeros((mei_dim, mii_dim), jnp.float32))
             self.decor_intercept = nnx.Param(jnp.zeros((mii_dim,), jnp.float32))
             self.decor_scale = float(decor_scale)
+        elif decorrelation == "predict":
+            # Regression of the *other* modality's u on this one's u (clean pairs), fitted
+            # the same way; identity at the start (s as without it).
+            self.decor_coef = nnx.Param(jnp.zeros((mii_dim, mii_dim), jnp.float32))
+            self.decor_intercept = nnx.Param(jnp.zeros((mii_dim,), jnp.float32))
+            self.decor_scale = float(decor_scale)
 
     def decor(self) -> tuple[jax.Array, jax.Array]:
-        """(coef [mei, mii], intercept [mii]) of the regression of u on x."""
-        return self.decor_scale * self.decor_coef[...], self.decor_intercept[...]
+        """(coef, intercept) of the fitted regression: of u on x [mei, mii] ("regress"), or
+        of the partner's u on this u [mii, mii] = identity + scale * param ("predict")."""
+        coef = self.decor_scale * self.decor_coef[...]
+        if self.decorrelation == "predict":
+            coef = coef + jnp.eye(coef.shape[0], dtype=coef.dtype)
+        return coef, self.decor_intercept[...]
 
     def __call__(self, h: jax.Array) -> dict[str, jax.Array]:
         u = self.mii(h)
@@ -64,6 +76,13 @@ class _Heads(nnx.Module):
             # gradients reach u and x, so matching pushes x off the content s needs.
             r = linear_residual(u, x, jax.lax.stop_gradient(coef))
             return {"h": h, "u": u, "s": l2_normalise(r), "x": x}
+        if self.decorrelation == "predict":
+            coef, _ = self.decor()
+            # s is this modality's linear prediction of the partner's u: directions of u
+            # uncorrelated with the partner (exclusive content) get zero least-squares
+            # coefficients, whatever their scale. Coefficients fixed here, as above.
+            p = u @ jax.lax.stop_gradient(coef)
+            return {"h": h, "u": u, "s": l2_normalise(p), "x": x}
         return {"h": h, "u": u, "s": l2_normalise(u), "x": x}
 
 

@@ -13,8 +13,10 @@ CLUB conditional q(x_m | s_m) or a density-ratio discriminator per modality):
   L_reg      I(s_m; x_m): CLUB-sample upper bound under the estimator's q (`loss.reg="club"`)
              or the discriminator's loss through gradient reversal ("adversarial")
   total      matching + lambda_dis L_Dis + lambda_reg L_reg
-             (+ decor_fit_weight * the least-squares fit of s = L2(u - x B)'s coefficients B
-             when `model.mii_decorrelation="regress"`: docs/disncl.md)
+             (+ decor_fit_weight * the least-squares fit of the coefficients B of
+             s = L2(u - x B) when `model.mii_decorrelation="regress"`, or of C in
+             s_m = L2(u_m C_m), the prediction of the partner's u, when "predict":
+             docs/disncl.md)
 Phase order: the encoder phases first (`net_a`, `net_b`), each under the estimator as it was at
 the start of the step, each writing its stop-gradient codes {s, x} per modality to the carry
 (`codes_<net>`); then the estimator phase (run `loss.est_repeats` times per step) fits q (or the
@@ -190,7 +192,17 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
                 l_reg = l_reg + d_loss  # reversed: the encoders maximise the discriminator's loss
         loss = match + loss_cfg.lambda_dis * l_dis + loss_cfg.lambda_reg * l_reg
         extra = {}
-        if model.decorrelation == "regress":
+        if model.decorrelation == "predict":
+            # Fit C_m: the partner's u from this modality's u, over the batch's pairs weighted
+            # by their clean probability (stop-gradient codes: only C_m and its intercept).
+            fit = 0.0
+            uv, ut = jax.lax.stop_gradient(img["u"]), jax.lax.stop_gradient(txt["u"])
+            for m, (inp, tgt) in zip(MODALITIES, ((uv, ut), (ut, uv)), strict=True):
+                coef, intercept = model.heads(m).decor()
+                fit = fit + least_squares_loss(tgt, inp, coef, intercept, weights=w)
+            loss = loss + loss_cfg.get("decor_fit_weight", 1.0) * fit
+            extra = {"decor_fit": fit}
+        elif model.decorrelation == "regress":
             # Fit the coefficients of s = L2(u - x B) by least squares on stop-gradient codes
             # (only B and its intercept get this gradient); log the in-batch cross-covariance
             # of the residual with x that remains.
