@@ -113,6 +113,7 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             # gradients ~1/variance (at 7, matching collapsed: dev rSum 9 vs 37 without L_reg).
             club_logvar_bound=2.0,
             decor_fit_weight=1.0,  # least-squares fit of B or C (model.mii_decorrelation)
+            decor_after_warmup=True,  # B, C stay at their start (0, I) during warm-up
         )
     )
     config.optim = base_optim(2e-4)

@@ -111,7 +111,8 @@ def test_heldout_gaussian_mi_matches_closed_form():
 
 
 @pytest.mark.parametrize(
-    "ablation", ["no_dis", "no_reg", "hard", "affinity", "mutual", "strong", "decorr", "predict", "full_emb"]
+    "ablation",
+    ["no_dis", "no_reg", "hard", "affinity", "mutual", "strong", "decorr", "predict", "full_emb"],
 )
 def test_ablations_build(cache, ablation):
     config = _config(cache, f"smoke,ablation={ablation}")

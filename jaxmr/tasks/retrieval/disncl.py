@@ -192,6 +192,13 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
                 l_reg = l_reg + d_loss  # reversed: the encoders maximise the discriminator's loss
         loss = match + loss_cfg.lambda_dis * l_dis + loss_cfg.lambda_reg * l_reg
         extra = {}
+        # The fitted coefficients stay at their start (C = I, B = 0: s as without them)
+        # during warm-up when `loss.decor_after_warmup`: fitted on codes not yet aligned
+        # across modalities, C is ~0 plus noise and s a random projection (docs/disncl.md).
+        fit_on = 1.0
+        if loss_cfg.get("decor_after_warmup", True):
+            fit_on = 1.0 - warm.astype(jnp.float32)
+        fit_weight = loss_cfg.get("decor_fit_weight", 1.0) * fit_on
         if model.decorrelation == "predict":
             # Fit C_m: the partner's u from this modality's u, over the batch's pairs weighted
             # by their clean probability (stop-gradient codes: only C_m and its intercept).
@@ -200,7 +207,7 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
             for m, (inp, tgt) in zip(MODALITIES, ((uv, ut), (ut, uv)), strict=True):
                 coef, intercept = model.heads(m).decor()
                 fit = fit + least_squares_loss(tgt, inp, coef, intercept, weights=w)
-            loss = loss + loss_cfg.get("decor_fit_weight", 1.0) * fit
+            loss = loss + fit_weight * fit
             extra = {"decor_fit": fit}
         elif model.decorrelation == "regress":
             # Fit the coefficients of s = L2(u - x B) by least squares on stop-gradient codes
@@ -213,7 +220,7 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
                 fit = fit + least_squares_loss(u, x, coef, intercept)
                 r = linear_residual(u, x, jax.lax.stop_gradient(coef))
                 xcov = xcov + jnp.sum(residual_cross_covariance(r, x) ** 2)
-            loss = loss + loss_cfg.get("decor_fit_weight", 1.0) * fit
+            loss = loss + fit_weight * fit
             extra = {"decor_fit": fit, "decor_xcov_sq": xcov}
         codes = {
             f"{m}_{k}": jax.lax.stop_gradient(c[k])
