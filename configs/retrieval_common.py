@@ -114,6 +114,7 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             club_logvar_bound=2.0,
             decor_fit_weight=1.0,  # least-squares fit of B or C (model.mii_decorrelation)
             decor_after_warmup=True,  # B, C stay at their start (0, I) during warm-up
+            decor_ridge=0.0,  # predict: + decor_ridge * ||C - I||_F^2 in C's fit
         )
     )
     config.optim = base_optim(2e-4)

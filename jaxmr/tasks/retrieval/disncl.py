@@ -207,6 +207,11 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
             for m, (inp, tgt) in zip(MODALITIES, ((uv, ut), (ut, uv)), strict=True):
                 coef, intercept = model.heads(m).decor()
                 fit = fit + least_squares_loss(tgt, inp, coef, intercept, weights=w)
+                # ridge toward the identity: directions of u with little variance (whose
+                # least-squares coefficients are noisy and, unpenalised, amplified) stay as
+                # they are; high-variance ones reach their regression
+                eye = jnp.eye(coef.shape[0], dtype=coef.dtype)
+                fit = fit + loss_cfg.get("decor_ridge", 0.0) * jnp.sum((coef - eye) ** 2)
             loss = loss + fit_weight * fit
             extra = {"decor_fit": fit}
         elif model.decorrelation == "regress":
