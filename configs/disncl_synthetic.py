@@ -16,6 +16,12 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
             (`loss.neighbour_gate="mutual"`, lambda = 1)
   strong    L_Dis's conditional term and L_reg 20x / 10x stronger (cond_weight 2,
             lambda_reg 0.1): how much disentanglement costs retrieval
+  decorr    the MII code exactly linearly decorrelated from the MEI code: s = L2(u - x B)
+            with B the fitted least-squares regression of u on x
+            (`model.mii_decorrelation="regress"`)
+  predict   the MII code as each modality's linear prediction of the other's: s_m =
+            L2(u_m C_m) with C_m the fitted least-squares regression of the partner's u on u_m
+            over clean pairs (`model.mii_decorrelation="predict"`)
   full_emb  similarity (and the split) on the whole backbone code instead of the MII code
 MII and MEI codes are 64-d on a 128-d backbone. Every choice and its reason: docs/disncl.md.
 """
@@ -23,7 +29,18 @@ MII and MEI codes are 64-d on a 128-d backbone. Every choice and its reason: doc
 from configs import ncr_synthetic
 from configs.common import parse_arg
 
-ABLATIONS = ("none", "no_dis", "no_reg", "hard", "affinity", "mutual", "strong", "full_emb")
+ABLATIONS = (
+    "none",
+    "no_dis",
+    "no_reg",
+    "hard",
+    "affinity",
+    "mutual",
+    "strong",
+    "decorr",
+    "predict",
+    "full_emb",
+)
 
 
 def get_config(arg=None):
@@ -52,6 +69,10 @@ def get_config(arg=None):
     elif a.ablation == "strong":
         config.loss.cond_weight = 2.0
         config.loss.lambda_reg = 0.1
+    elif a.ablation == "decorr":
+        config.model.mii_decorrelation = "regress"
+    elif a.ablation == "predict":
+        config.model.mii_decorrelation = "predict"
     elif a.ablation == "full_emb":
         config.model.similarity = "full"
     return config

@@ -73,6 +73,12 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             mii_dim=256,
             mei_dim=256,
             similarity="mii",
+            # DisNCL: none; regress = s = L2(u - x B), the MII code's linear decorrelation
+            # from the MEI code by a fitted regression; predict = s_m = L2(u_m C_m), the
+            # fitted linear prediction of the partner's u (docs/disncl.md); B = decor_scale *
+            # parameter, C = I + decor_scale * parameter (Adam's step per entry is ~lr).
+            mii_decorrelation="none",
+            decor_scale=10.0,
         )
     )
     config.loss = ml_collections.ConfigDict(
@@ -106,6 +112,9 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             # |log variance| of CLUB's q(x|s) stays below this: a sharper q gives the encoders
             # gradients ~1/variance (at 7, matching collapsed: dev rSum 9 vs 37 without L_reg).
             club_logvar_bound=2.0,
+            decor_fit_weight=1.0,  # least-squares fit of B or C (model.mii_decorrelation)
+            decor_after_warmup=True,  # B, C stay at their start (0, I) during warm-up
+            decor_ridge=0.0,  # predict: + decor_ridge * ||C - I||_F^2 in C's fit
         )
     )
     config.optim = base_optim(2e-4)

@@ -28,8 +28,8 @@ Every table is rewritten after each finished run.
 
 Methods map to a config file and its argument: the baselines to configs/ncr_synthetic.py
 (`method=vsepp|infonce|ncr`), DisNCL and its ablations to configs/disncl_synthetic.py
-(`ablation=none|no_dis|no_reg|hard|affinity|mutual|strong|full_emb`); the setting adds `noise=`
-and `convention=`.
+(`ablation=none|no_dis|no_reg|hard|affinity|mutual|strong|decorr|predict|full_emb`); the setting
+adds `noise=` and `convention=`.
 
 `--steps_scale=f` shortens (or lengthens) every run by multiplying its schedule in whole
 epochs: the number of epochs, every `loss.*_epoch(s)` key (warm-up, unlabeled start, ...) and
@@ -80,6 +80,8 @@ METHODS: dict[str, tuple[str, str]] = {
     "disncl_affinity": ("disncl_synthetic", "ablation=affinity"),
     "disncl_mutual": ("disncl_synthetic", "ablation=mutual"),
     "disncl_strong": ("disncl_synthetic", "ablation=strong"),
+    "disncl_decorr": ("disncl_synthetic", "ablation=decorr"),
+    "disncl_predict": ("disncl_synthetic", "ablation=predict"),
     "disncl_full_emb": ("disncl_synthetic", "ablation=full_emb"),
 }
 METHOD_NOTES = {
@@ -93,6 +95,8 @@ METHOD_NOTES = {
     "disncl_affinity": "DisNCL with soft targets gated by absolute affinity (lambda = 1)",
     "disncl_mutual": "DisNCL with soft targets on neighbours both modalities agree on (lambda = 1)",
     "disncl_strong": "DisNCL with the conditional term 20x and L_reg 10x stronger",
+    "disncl_decorr": "DisNCL with the MII code linearly decorrelated from the MEI code",
+    "disncl_predict": "DisNCL with the MII code as each modality's linear prediction of the other",
     "disncl_full_emb": "DisNCL with similarity on the whole embedding instead of the MII code",
 }
 # setting -> (noise convention, noise ratio). Order = column order.

@@ -13,6 +13,11 @@ from jaxmr.losses.contrastive import (
     symmetric_infonce_loss,
     triplet_hinge_loss,
 )
+from jaxmr.losses.decorrelation import (
+    least_squares_loss,
+    linear_residual,
+    residual_cross_covariance,
+)
 from jaxmr.losses.flow import (
     change_of_variables_log_likelihood,
     injective_flow_log_likelihood,
@@ -63,6 +68,9 @@ from jaxmr.losses.vae import (
 )
 
 __all__ = [
+    "least_squares_loss",
+    "linear_residual",
+    "residual_cross_covariance",
     "ncr_label_prediction",
     "batched_jacobian",
     "beta_tc_elbo",

@@ -4,6 +4,10 @@ modality-exclusive (MEI) part per modality, plus the critics of its own MI terms
 For modality m with backbone code h_m (the pooled, unit-norm output of `RegionEncoder` or
 `GRUTextEncoder`):
   s_m = L2(W^s_m h_m)    MII code, used for cross-modal similarity (`s_v @ s_t.T`)
+  with `decorrelation="regress"`: s_m = L2(u_m - x_m B_m), u_m = W^s_m h_m, B_m the
+                         least-squares coefficients of u_m on x_m (fitted by the task);
+  with `decorrelation="predict"`: s_m = L2(u_m C_m), C_m the least-squares coefficients of
+                         the partner's u on u_m over clean pairs (fitted by the task)
   x_m = L2(W^x_m h_m + b)  MEI code (unit norm like s_m: a bounded scale keeps CLUB's
                          Gaussian q(x|s) fittable; unnormalised codes grew until its NLL
                          reached ~70 nats per modality)
@@ -15,19 +19,71 @@ capacity (docs/disncl.md).
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
+from jaxmr.losses.decorrelation import linear_residual
 from jaxmr.models.retrieval import GRUTextEncoder, RegionEncoder, l2_normalise
+
+DECORRELATIONS = ("none", "regress", "predict")
 
 
 class _Heads(nnx.Module):
-    def __init__(self, dim: int, mii_dim: int, mei_dim: int, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        mii_dim: int,
+        mei_dim: int,
+        *,
+        decorrelation: str = "none",
+        decor_scale: float = 10.0,
+        rngs: nnx.Rngs,
+    ):
         self.mii = nnx.Linear(dim, mii_dim, rngs=rngs)
         self.mei = nnx.Linear(dim, mei_dim, rngs=rngs)
         self.critic = nnx.Linear(mei_dim, dim, use_bias=False, rngs=rngs)
+        self.decorrelation = decorrelation
+        if decorrelation == "regress":
+            # Regression of the pre-normalisation MII code u on the MEI code x, fitted by the
+            # task's least-squares term on stop-gradient codes; zero at the start (s as
+            # without it). Parametrised as decor_scale * param so that Adam's ~lr steps per
+            # entry can track coefficients of order 0.1-1 within the schedule.
+            self.decor_coef = nnx.Param(jnp.zeros((mei_dim, mii_dim), jnp.float32))
+            self.decor_intercept = nnx.Param(jnp.zeros((mii_dim,), jnp.float32))
+            self.decor_scale = float(decor_scale)
+        elif decorrelation == "predict":
+            # Regression of the *other* modality's u on this one's u (clean pairs), fitted
+            # the same way; identity at the start (s as without it).
+            self.decor_coef = nnx.Param(jnp.zeros((mii_dim, mii_dim), jnp.float32))
+            self.decor_intercept = nnx.Param(jnp.zeros((mii_dim,), jnp.float32))
+            self.decor_scale = float(decor_scale)
+
+    def decor(self) -> tuple[jax.Array, jax.Array]:
+        """(coef, intercept) of the fitted regression: of u on x [mei, mii] ("regress"), or
+        of the partner's u on this u [mii, mii] = identity + scale * param ("predict")."""
+        coef = self.decor_scale * self.decor_coef[...]
+        if self.decorrelation == "predict":
+            coef = coef + jnp.eye(coef.shape[0], dtype=coef.dtype)
+        return coef, self.decor_intercept[...]
 
     def __call__(self, h: jax.Array) -> dict[str, jax.Array]:
-        return {"h": h, "s": l2_normalise(self.mii(h)), "x": l2_normalise(self.mei(h))}
+        u = self.mii(h)
+        x = l2_normalise(self.mei(h))
+        if self.decorrelation == "regress":
+            coef, _ = self.decor()
+            # Exact linear decorrelation: s is the residual of u on x under the fitted
+            # coefficients (held fixed here, trained only by the least-squares term);
+            # gradients reach u and x, so matching pushes x off the content s needs.
+            r = linear_residual(u, x, jax.lax.stop_gradient(coef))
+            return {"h": h, "u": u, "s": l2_normalise(r), "x": x}
+        if self.decorrelation == "predict":
+            coef, _ = self.decor()
+            # s is this modality's linear prediction of the partner's u: directions of u
+            # uncorrelated with the partner (exclusive content) get zero least-squares
+            # coefficients, whatever their scale. Coefficients fixed here, as above.
+            p = u @ jax.lax.stop_gradient(coef)
+            return {"h": h, "u": u, "s": l2_normalise(p), "x": x}
+        return {"h": h, "u": u, "s": l2_normalise(u), "x": x}
 
 
 class DisNCLNet(nnx.Module):
@@ -49,14 +105,23 @@ class DisNCLNet(nnx.Module):
         word_dim: int = 300,
         pool: str = "mean",
         similarity: str = "mii",
+        decorrelation: str = "none",
+        decor_scale: float = 10.0,
         rngs: nnx.Rngs,
     ):
         if similarity not in ("mii", "full"):
             raise ValueError(f"similarity must be 'mii' or 'full', got {similarity!r}")
+        if decorrelation not in DECORRELATIONS:
+            raise ValueError(
+                f"config.model.mii_decorrelation must be one of {DECORRELATIONS}, got "
+                f"{decorrelation!r}"
+            )
         self.image = RegionEncoder(feature_dim, embed_dim, rngs=rngs)
         self.text = GRUTextEncoder(vocab_size, embed_dim, word_dim=word_dim, pool=pool, rngs=rngs)
-        self.image_heads = _Heads(embed_dim, mii_dim, mei_dim, rngs=rngs)
-        self.text_heads = _Heads(embed_dim, mii_dim, mei_dim, rngs=rngs)
+        dec = dict(decorrelation=decorrelation, decor_scale=decor_scale)
+        self.image_heads = _Heads(embed_dim, mii_dim, mei_dim, **dec, rngs=rngs)
+        self.text_heads = _Heads(embed_dim, mii_dim, mei_dim, **dec, rngs=rngs)
+        self.decorrelation = decorrelation
         self.similarity = similarity
 
     def image_codes(self, regions: jax.Array) -> dict[str, jax.Array]:
@@ -64,6 +129,9 @@ class DisNCLNet(nnx.Module):
 
     def text_codes(self, tokens: jax.Array, lengths: jax.Array) -> dict[str, jax.Array]:
         return self.text_heads(self.text(tokens, lengths))
+
+    def heads(self, modality: str) -> _Heads:
+        return self.image_heads if modality == "image" else self.text_heads
 
     def critic_scores(self, x: jax.Array, h: jax.Array, modality: str) -> jax.Array:
         """[N, N] critic scores (U x_i) . h_j of the InfoNCE bound on I(x_m; h_m)."""

@@ -111,7 +111,8 @@ def test_heldout_gaussian_mi_matches_closed_form():
 
 
 @pytest.mark.parametrize(
-    "ablation", ["no_dis", "no_reg", "hard", "affinity", "mutual", "strong", "full_emb"]
+    "ablation",
+    ["no_dis", "no_reg", "hard", "affinity", "mutual", "strong", "decorr", "predict", "full_emb"],
 )
 def test_ablations_build(cache, ablation):
     config = _config(cache, f"smoke,ablation={ablation}")
@@ -125,6 +126,41 @@ def test_ablations_build(cache, ablation):
     assert np.isfinite(loss)
     if ablation in ("no_dis", "no_reg"):
         assert config.loss.lambda_reg == 0.0
+
+
+@pytest.mark.parametrize("fit_weight", [0.0, 1.0])
+def test_decorrelation_coefficients_are_trained_only_by_their_fit(cache, fit_weight):
+    """`ablation=decorr`: s = L2(u - x B) with B held fixed in the forward pass, so B's
+    gradient is the least-squares fit's alone (zero when its weight is 0), and u and x get
+    gradients through the residual."""
+    import jax.numpy as jnp
+
+    from jaxmr.losses import least_squares_loss
+    from jaxmr.train.task import StepContext
+
+    config = _config(cache, "smoke,ablation=decorr", **{"loss.decor_fit_weight": fit_weight})
+    task = build_task(config)
+    batch = task.make_sampler(batch_size=16, seed=0).batch(0)
+    params = task.init_fn(jax.random.key(0))
+    # non-zero coefficients, so that the residual depends on x
+    heads = params["net_a"]["image_heads"]
+    heads["decor_coef"] = 0.01 * jnp.ones_like(heads["decor_coef"])
+    ctx = StepContext(step=np.int32(0), epoch=np.int32(5), key=jax.random.key(0), carry={})
+    phase = task.phases[0]
+    grads = jax.grad(lambda p: phase.loss_fn(p, batch, ctx)[0])(params)
+    g = grads["net_a"]["image_heads"]
+    dims = (batch["images"].shape[-1], task.info["data"].vocab_size)
+    nets = Nets(config.model, *dims, task.info["nets"], disentangled=True)
+    model = nets.bind(params, "net_a")
+    c = model.image_codes(batch["images"])
+    coef, intercept = model.heads("image").decor()
+    fit_grad = jax.grad(lambda b: least_squares_loss(c["u"], c["x"], b, intercept))(coef)
+    scale = config.model.decor_scale
+    np.testing.assert_allclose(g["decor_coef"], fit_weight * scale * fit_grad, atol=1e-5)
+    assert float(jnp.max(jnp.abs(fit_grad))) > 1e-3
+    assert float(jnp.max(jnp.abs(g["mei"]["kernel"]))) > 0.0
+    r = c["u"] - c["x"] @ coef
+    np.testing.assert_allclose(c["s"], r / jnp.linalg.norm(r, axis=-1, keepdims=True), atol=1e-5)
 
 
 def test_disncl_smoke_trains_and_evaluates(cache, tmp_path):

@@ -13,6 +13,10 @@ CLUB conditional q(x_m | s_m) or a density-ratio discriminator per modality):
   L_reg      I(s_m; x_m): CLUB-sample upper bound under the estimator's q (`loss.reg="club"`)
              or the discriminator's loss through gradient reversal ("adversarial")
   total      matching + lambda_dis L_Dis + lambda_reg L_reg
+             (+ decor_fit_weight * the least-squares fit of the coefficients B of
+             s = L2(u - x B) when `model.mii_decorrelation="regress"`, or of C in
+             s_m = L2(u_m C_m), the prediction of the partner's u, when "predict":
+             docs/disncl.md)
 Phase order: the encoder phases first (`net_a`, `net_b`), each under the estimator as it was at
 the start of the step, each writing its stop-gradient codes {s, x} per modality to the carry
 (`codes_<net>`); then the estimator phase (run `loss.est_repeats` times per step) fits q (or the
@@ -34,6 +38,11 @@ from jaxmr.losses.contrastive import (
     soft_target_cross_entropy,
     symmetric_infonce_loss,
     triplet_hinge_loss,
+)
+from jaxmr.losses.decorrelation import (
+    least_squares_loss,
+    linear_residual,
+    residual_cross_covariance,
 )
 from jaxmr.losses.estimators import discriminator_objective
 from jaxmr.losses.gradient_reversal import gradient_reversal
@@ -182,6 +191,42 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
                 )
                 l_reg = l_reg + d_loss  # reversed: the encoders maximise the discriminator's loss
         loss = match + loss_cfg.lambda_dis * l_dis + loss_cfg.lambda_reg * l_reg
+        extra = {}
+        # The fitted coefficients stay at their start (C = I, B = 0: s as without them)
+        # during warm-up when `loss.decor_after_warmup`: fitted on codes not yet aligned
+        # across modalities, C is ~0 plus noise and s a random projection (docs/disncl.md).
+        fit_on = 1.0
+        if loss_cfg.get("decor_after_warmup", True):
+            fit_on = 1.0 - warm.astype(jnp.float32)
+        fit_weight = loss_cfg.get("decor_fit_weight", 1.0) * fit_on
+        if model.decorrelation == "predict":
+            # Fit C_m: the partner's u from this modality's u, over the batch's pairs weighted
+            # by their clean probability (stop-gradient codes: only C_m and its intercept).
+            fit = 0.0
+            uv, ut = jax.lax.stop_gradient(img["u"]), jax.lax.stop_gradient(txt["u"])
+            for m, (inp, tgt) in zip(MODALITIES, ((uv, ut), (ut, uv)), strict=True):
+                coef, intercept = model.heads(m).decor()
+                fit = fit + least_squares_loss(tgt, inp, coef, intercept, weights=w)
+                # ridge toward the identity: directions of u with little variance (whose
+                # least-squares coefficients are noisy and, unpenalised, amplified) stay as
+                # they are; high-variance ones reach their regression
+                eye = jnp.eye(coef.shape[0], dtype=coef.dtype)
+                fit = fit + loss_cfg.get("decor_ridge", 0.0) * jnp.sum((coef - eye) ** 2)
+            loss = loss + fit_weight * fit
+            extra = {"decor_fit": fit}
+        elif model.decorrelation == "regress":
+            # Fit the coefficients of s = L2(u - x B) by least squares on stop-gradient codes
+            # (only B and its intercept get this gradient); log the in-batch cross-covariance
+            # of the residual with x that remains.
+            fit, xcov = 0.0, 0.0
+            for m, c in zip(MODALITIES, (img, txt), strict=True):
+                coef, intercept = model.heads(m).decor()
+                u, x = jax.lax.stop_gradient(c["u"]), jax.lax.stop_gradient(c["x"])
+                fit = fit + least_squares_loss(u, x, coef, intercept)
+                r = linear_residual(u, x, jax.lax.stop_gradient(coef))
+                xcov = xcov + jnp.sum(residual_cross_covariance(r, x) ** 2)
+            loss = loss + fit_weight * fit
+            extra = {"decor_fit": fit, "decor_xcov_sq": xcov}
         codes = {
             f"{m}_{k}": jax.lax.stop_gradient(c[k])
             for m, c in zip(MODALITIES, (img, txt), strict=True)
@@ -199,6 +244,7 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
             "clean_weight_mean": jnp.mean(w),
             "warmup": warm.astype(jnp.float32),
             "mean_positive": jnp.mean(jnp.diagonal(scores)),
+            **extra,
         }
 
     return loss_fn

@@ -49,6 +49,8 @@ class Nets:
                 mii_dim=int(model_cfg.mii_dim),
                 mei_dim=int(model_cfg.mei_dim),
                 similarity=model_cfg.similarity,
+                decorrelation=model_cfg.get("mii_decorrelation", "none"),
+                decor_scale=float(model_cfg.get("decor_scale", 10.0)),
                 rngs=rngs,
                 **common,
             )
