@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 from jax.sharding import Mesh
+from optax import contrib as optax_contrib
 
 from jaxmr.train import mesh as mesh_lib
 from jaxmr.train.task import StepContext, Task
@@ -93,11 +94,8 @@ def learning_rates(task: Task, opt_state: Mapping[str, Any]) -> dict[str, jax.Ar
     return out
 
 
-_PLATEAU_STATES = tuple(
-    t
-    for t in (getattr(getattr(optax, "contrib", None), "ReduceLROnPlateauState", None),)
-    if t is not None
-)
+# The state of `optax.contrib.reduce_on_plateau` (jaxmr.train.optim.plateau_decay).
+_PLATEAU_STATES = (optax_contrib.ReduceLROnPlateauState,)
 
 
 # Optimiser states that hold a learning-rate schedule's clock (`optax.inject_hyperparams`).
