@@ -35,9 +35,14 @@ def base_schedule() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
             warmup_steps=0,
-            decay="constant",  # constant | cosine | step
+            decay="constant",  # constant | cosine | step | plateau
             decay_steps=(),
             decay_factor=0.1,
+            # decay="plateau" (PyTorch's ReduceLROnPlateau, jaxmr.train.optim.plateau_decay):
+            # the loss averaged over plateau_steps steps (0: one epoch); the learning rate x
+            # decay_factor after more than plateau_patience averages without improvement.
+            plateau_steps=0,
+            plateau_patience=0,
             log_every_steps=100,
             checkpoint_every_steps=1000,
             keep_checkpoints=3,

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 from jax.sharding import Mesh
+from optax import contrib as optax_contrib
 
 from jaxmr.train import mesh as mesh_lib
 from jaxmr.train.task import StepContext, Task
@@ -60,16 +61,41 @@ def _global_norm(tree) -> jax.Array:
     return optax.tree.norm(tree) if jax.tree.leaves(tree) else jnp.zeros(())
 
 
+def _reads_value(opt_state) -> bool:
+    """Whether the optimiser of `opt_state` takes the loss as `value` (it holds a plateau
+    decay, `schedule.decay="plateau"`)."""
+    return any(isinstance(x, _PLATEAU_STATES) for x in _state_nodes(opt_state))
+
+
+def _state_nodes(s):
+    yield s
+    if isinstance(s, (tuple, list)):
+        for x in s:
+            yield from _state_nodes(x)
+    elif isinstance(s, dict):
+        for x in s.values():
+            yield from _state_nodes(x)
+
+
 def learning_rates(task: Task, opt_state: Mapping[str, Any]) -> dict[str, jax.Array]:
     """The current learning rate of every group whose optimiser was built with
-    `optax.inject_hyperparams` (others are not observable from their state)."""
+    `optax.inject_hyperparams` (others are not observable from their state), times the scale
+    of a plateau decay where the optimiser has one."""
     out = {}
     for g, s in opt_state.items():
         for leaf in jax.tree.leaves(s, is_leaf=lambda x: hasattr(x, "hyperparams")):
             if hasattr(leaf, "hyperparams") and "learning_rate" in leaf.hyperparams:
                 out[f"lr/{g}"] = jnp.asarray(leaf.hyperparams["learning_rate"], jnp.float32)
                 break
+        if f"lr/{g}" in out:
+            for node in _state_nodes(s):
+                if isinstance(node, _PLATEAU_STATES):
+                    out[f"lr/{g}"] = out[f"lr/{g}"] * jnp.asarray(node.scale, jnp.float32)
     return out
+
+
+# The state of `optax.contrib.reduce_on_plateau` (jaxmr.train.optim.plateau_decay).
+_PLATEAU_STATES = (optax_contrib.ReduceLROnPlateauState,)
 
 
 # Optimiser states that hold a learning-rate schedule's clock (`optax.inject_hyperparams`).
@@ -140,7 +166,11 @@ def make_train_step(task: Task, *, steps_per_epoch: int = 1):
                 carry.update(jax.lax.stop_gradient(new_carry))
                 updates_all = {}
                 for g in phase.groups:
-                    updates, new_opt = task.optimizers[g].update(grads[g], opt_state[g], sub[g])
+                    # The loss, for optimisers that read it (`schedule.decay="plateau"`).
+                    value = {"value": loss} if _reads_value(opt_state[g]) else {}
+                    updates, new_opt = task.optimizers[g].update(
+                        grads[g], opt_state[g], sub[g], **value
+                    )
                     new_params = optax.apply_updates(sub[g], updates)
                     if active is not None:  # an idle update leaves the group as it was
                         on = jnp.asarray(active, bool)

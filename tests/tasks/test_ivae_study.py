@@ -382,3 +382,19 @@ def test_inverse_round_trip_on_trained_parameters(tmp_path):
     assert float(jnp.max(jnp.abs(model.flow.inverse(z) - y))) < 1e-4
     # too few fixed-point iterations leave a visible error: the test can fail
     assert float(jnp.max(jnp.abs(model.flow.inverse(z, num_iters=1) - y))) > 1e-4
+
+
+def test_published_optimiser_model_keeps_its_budget(tmp_path):
+    # `ivae_pubopt` is `ivae` with the config's `recipe=published` optimiser, whatever --budget
+    study = _study_module()
+    recipe = ivae_synthetic.PUBLISHED_RECIPE
+    assert study.MODELS["ivae_pubopt"] == ("variant=ivae", recipe)
+    assert study.PUBLISHED_OPTIM == recipe
+    for budget in ("main", "config"):
+        args = study.parse_args(
+            [f"--workdir={tmp_path}", "--models=ivae_pubopt", "--settings=L3_d5_D5",
+             "--seeds=0", f"--budget={budget}"]
+        )  # fmt: skip
+        (job,) = study.build_jobs(args)
+        assert job["model"] == "ivae_pubopt" and job["budget"] == budget
+    assert "ivae_pubopt" in study.OWN_BUDGET

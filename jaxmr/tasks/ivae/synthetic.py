@@ -188,7 +188,14 @@ def ivae_task(name, cfg, init_fn, bind, loss_fn, predict_fn, arrays, evaluators,
     return Task(
         name=name,
         init_fn=init_fn,
-        optimizers={"model": build_optimizer(cfg.optim, cfg.schedule, cfg.total_steps)},
+        optimizers={
+            "model": build_optimizer(
+                cfg.optim,
+                cfg.schedule,
+                cfg.total_steps,
+                steps_per_epoch=len(arrays["y"]) // int(cfg.batch_size),
+            )
+        },
         phases=(Phase("train", ("model",), loss_fn),),
         predict_fn=predict_fn,
         train_arrays=arrays,
