@@ -46,19 +46,21 @@ def test_full_and_quick_grids(study, tmp_path):
 
 
 def test_steps_scale_keeps_the_schedule_in_whole_epochs(study):
-    config = ncr_synthetic.get_config()  # 10 epochs of 195 steps: 2 warm-up, unlabeled from 6
+    config = ncr_synthetic.get_config()  # 11 epochs of 195 steps: 3 warm-up, unlabeled from 7
     spe = 5000 * 5 // 128
-    assert config.total_steps == 10 * spe
+    assert config.total_steps == 11 * spe
     study.scale_schedule(config, 0.3)
-    assert config.total_steps == 3 * spe
     assert (config.loss.warmup_epochs, config.loss.unlabeled_start_epoch) == (1, 2)
-    assert config.schedule.decay_steps == (1 * spe, 2 * spe)  # the warm-up end and epoch 8, scaled
+    assert config.schedule.decay_steps == (1 * spe, 3 * spe)  # the warm-up end and epoch 9, scaled
+    assert config.total_steps == 4 * spe  # one epoch after the last switch
     tiny = ncr_synthetic.get_config()
     study.scale_schedule(tiny, 0.01)  # never below one epoch per phase, one after the switches
     assert tiny.loss.warmup_epochs == 1 and tiny.total_steps == 2 * spe
     same = ncr_synthetic.get_config()
     study.scale_schedule(same, 1.0)
-    assert same.total_steps == 10 * spe and same.schedule.decay_steps == (2 * spe, 8 * spe)
+    assert same.total_steps == 11 * spe and same.schedule.decay_steps == (3 * spe, 9 * spe)
+    vsepp = ncr_synthetic.get_config("method=vsepp")  # the other methods keep a 2-epoch warm-up
+    assert vsepp.total_steps == 10 * spe and vsepp.schedule.decay_steps == (2 * spe, 8 * spe)
 
 
 def test_missing_config_module_is_a_clear_error(study):
