@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxmr.models.gru import bidirectional_gru, gru_cell_weights
+from jaxmr.models.gru import bidirectional_gru, gru_cell_weights, project_tokens
 from jaxmr.models.retrieval import GRUTextEncoder
 
 # Lengths from 1 to the padded length, the longest below it (the loop then stops early) and a
@@ -82,12 +82,15 @@ def test_fused_states_equal_the_cell_by_cell_gru(case):
     np.testing.assert_array_equal(np.asarray(bwd)[~mask], 0.0)
 
 
-@pytest.mark.parametrize("pool", ["mean", "last"])
-@pytest.mark.parametrize("case", sorted(LENGTHS))
-def test_encoder_codes_and_gradients_equal_the_reference(pool, case):
+# vocab 30 < 6 x 7 tokens: the vocabulary is projected, then gathered; 60: tokens projected.
+@pytest.mark.parametrize(
+    "pool,case,vocab",
+    [("mean", "short", 30), ("last", "full", 30), ("mean", "full", 60), ("last", "short", 60)],
+)
+def test_encoder_codes_and_gradients_equal_the_reference(pool, case, vocab):
     lengths = jnp.asarray(LENGTHS[case])
-    enc = _encoder(pool, seed=1)
-    tokens = _tokens(LENGTHS[case], seed=1)
+    enc = _encoder(pool, seed=1, vocab=vocab)
+    tokens = _tokens(LENGTHS[case], seed=1, vocab=vocab)
     graphdef, params = nnx.split(enc)
     weights = jax.random.normal(jax.random.key(2), (len(LENGTHS[case]), 8))
 
@@ -128,3 +131,16 @@ def test_parameter_layout_is_the_checkpoints():
         "backward_rnn/cell/dense_i/bias": (24,),
         "backward_rnn/cell/dense_h/kernel": (8, 24),
     }
+
+
+@pytest.mark.parametrize("vocab", [5, 500])
+def test_projected_tokens_equal_embedding_then_projection(vocab):
+    """Both paths of `project_tokens` (vocabulary smaller or larger than the 3 x 4 tokens)."""
+    enc = _encoder(vocab=vocab)
+    tokens = jnp.asarray(np.random.default_rng(3).integers(0, vocab, (3, 4)), jnp.int32)
+    fw, bw = gru_cell_weights(enc.forward_rnn.cell), gru_cell_weights(enc.backward_rnn.cell)
+    got = project_tokens(tokens, enc.embed.embedding[...], fw, bw)
+    x = enc.embed(tokens)
+    want = jnp.concatenate([x @ fw["w_i"] + fw["b_i"], x @ bw["w_i"] + bw["b_i"]], axis=-1)
+    assert got.shape == (3, 4, 48)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
