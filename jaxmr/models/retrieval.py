@@ -17,8 +17,10 @@ and tokenised captions.
 
 All take static shapes (``[B, R, F]`` regions; ``[B, L]`` int tokens and ``[B]`` lengths;
 ``[B, H]`` sentence embeddings) and are jittable. Padding beyond a caption's length never
-changes its codes: the GRU stops updating past the length (``seq_lengths``) and padded word
-codes are zeroed.
+changes its codes: the GRU stops updating past the length and padded word codes are zeroed.
+The Bi-GRU runs fused (`jaxmr.models.gru`: both directions in one loop that stops at the
+batch's longest caption, input projections hoisted, a hand-written gradient) on the
+parameters of two `nnx.RNN(GRUCell)`s, which `GRUTextEncoder.fused = False` runs instead.
 """
 
 from __future__ import annotations
