@@ -17,12 +17,15 @@ it; the clean probabilities are in use, i.e. past the warm-up):
   from round(N(14, 4)) clipped to [6, 40];
 - `tiny` (`--dry-run`): the paper's layout at toy widths, seconds on CPU.
 Both implementations see the same batch; the peer packs the captions (`pack_padded_sequence`,
-its GRU stops at each caption's end) where the JAX GRU runs over the padded length, masked.
+its GRU stops at each caption's end) where the JAX GRU (`jaxmr.models.gru`) runs every caption
+of the batch to the batch's longest, masked.
 
 Variants: `jax` (the library's step: encoder phases, then the estimator phase on the codes they
 carry), `jax-est-first` (`--jax-variants est-first`: the estimator phase first, computing the
 networks' codes itself, as the library did before the codes were carried: the forward pass
-twice per step), `torch-<threads>t` (eager) and `torch-<threads>t-compile-<mode>` (the forward
+twice per step), `jax-flax-gru` (`--jax-variants flax-gru`: the library's step with the
+reference Bi-GRU, two `nnx.RNN(GRUCell)`s stepped over the padded length, as before the fused
+GRU), `torch-<threads>t` (eager) and `torch-<threads>t-compile-<mode>` (the forward
 pass and losses under `torch.compile`, backward by AOTAutograd, Adam eager). The JAX step is
 compiled too (XLA): compile times are reported apart.
 
@@ -507,7 +510,8 @@ def markdown(results) -> str:
                 ratio = common.fmt_ratio(r["others"][best]["over_jax"])
                 lines.append(f"{s}: fastest {kind} PyTorch ({best}) / JAX = {ratio}")
         lines.append(
-            f"{s}: JAX step {r['jaxpr_gflop']:.2f} GFLOP (jaxpr), {r['gflop_s']:.1f} GFLOP/s"
+            f"{s}: JAX step {r['jaxpr_gflop']:.2f} GFLOP (jaxpr, the maths at the padded "
+            f"length), {r['gflop_s']:.1f} GFLOP/s"
         )
     if results.get("note"):
         lines.append(results["note"])
