@@ -17,8 +17,10 @@ and tokenised captions.
 
 All take static shapes (``[B, R, F]`` regions; ``[B, L]`` int tokens and ``[B]`` lengths;
 ``[B, H]`` sentence embeddings) and are jittable. Padding beyond a caption's length never
-changes its codes: the GRU stops updating past the length (``seq_lengths``) and padded word
-codes are zeroed.
+changes its codes: the GRU stops updating past the length and padded word codes are zeroed.
+The Bi-GRU runs fused (`jaxmr.models.gru`: both directions in one loop that stops at the
+batch's longest caption, input projections hoisted, a hand-written gradient) on the
+parameters of two `nnx.RNN(GRUCell)`s, which `GRUTextEncoder.fused = False` runs instead.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from jaxmr.models.gru import bigru_projected, gru_cell_weights, project_tokens
 
 POOLS = ("mean", "last")
 
@@ -122,14 +126,29 @@ class GRUTextEncoder(nnx.Module):
         self.pool = pool
         self.normalise = normalise
 
+    # The fused Bi-GRU (`jaxmr.models.gru`); False: the two `nnx.RNN`s step by step, the
+    # reference it is tested against (tests/models/test_gru.py) and timed against
+    # (bench/disncl_step.py --jax-variants flax-gru).
+    fused = True
+
     def _directions(self, tokens: jax.Array, lengths: jax.Array):
-        x = self.embed(tokens)
         lengths = lengths.astype(jnp.int32)
+        mask = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]  # [B, L]
+        if not self.fused:
+            return (*self._directions_reference(tokens, lengths), mask)
+        # The two `nnx.RNN`s hold the parameters (their layout is the checkpoints'); the
+        # fused recurrence computes what they compute, faster. Time-major from the tokens on.
+        fw, bw = gru_cell_weights(self.forward_rnn.cell), gru_cell_weights(self.backward_rnn.cell)
+        xp = project_tokens(tokens.T, self.embed.embedding[...], fw, bw)  # [L, B, 6D]
+        fwd, bwd, fwd_last, bwd_last = bigru_projected(xp, lengths, fw["w_h"], bw["w_h"])
+        return jnp.swapaxes(fwd, 0, 1), jnp.swapaxes(bwd, 0, 1), fwd_last, bwd_last, mask
+
+    def _directions_reference(self, tokens: jax.Array, lengths: jax.Array):
+        x = self.embed(tokens)
         h0 = jnp.zeros((tokens.shape[0], self.embed_dim), x.dtype)
         fwd_last, fwd = self.forward_rnn(x, initial_carry=h0, seq_lengths=lengths)
         bwd_last, bwd = self.backward_rnn(x, initial_carry=h0, seq_lengths=lengths)
-        mask = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]  # [B, L]
-        return fwd, bwd, fwd_last, bwd_last, mask
+        return fwd, bwd, fwd_last, bwd_last
 
     def encode_words(self, tokens: jax.Array, lengths: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``[B, L]`` tokens, ``[B]`` lengths → (``[B, L, D]`` word codes, zero past the
