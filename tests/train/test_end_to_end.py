@@ -20,6 +20,7 @@ def _steps(path):
     return [json.loads(r)["step"] for r in open(path)]
 
 
+@pytest.mark.e2e  # train.py + eval.py + resume as scripts (make test-e2e, CI)
 def test_smoke_run_resume_and_eval(tmp_path, capsys):
     workdir = str(tmp_path / "run")
     config = ivae_synthetic.get_config("smoke")

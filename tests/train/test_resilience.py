@@ -79,6 +79,7 @@ def _assert_same_state(a, b):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.e2e  # a train.py subprocess killed and resumed (make test-e2e, CI)
 def test_sigkill_then_resume_is_bit_identical(reference, tmp_path):
     workdir = str(tmp_path / "run")
     proc = _start(workdir, *LONG)
@@ -102,6 +103,7 @@ def test_sigkill_then_resume_is_bit_identical(reference, tmp_path):
         assert f1.read() == f2.read()
 
 
+@pytest.mark.e2e  # a train.py subprocess killed and resumed (make test-e2e, CI)
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(reference, tmp_path):
     workdir = str(tmp_path / "run")
     proc = _start(workdir, *LONG)
