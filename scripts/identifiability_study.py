@@ -35,6 +35,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from configs.ivae_synthetic import PUBLISHED_RECIPE  # noqa: E402  (needs ROOT on the path)
 from scripts.study_common import (  # noqa: E402  (needs ROOT on the path)
     plot_mean_std,
     read_results,
@@ -73,15 +74,7 @@ PUBLISHED_NETS = {
 # ReduceLROnPlateau(0.1, patience 0) per epoch, batch 64, 12,500 steps): `ivae_pubopt` is
 # `ivae` trained with it. It is that model's own budget, kept under --budget=config too.
 OWN_BUDGET = {"ivae_pubopt"}
-PUBLISHED_OPTIM = {
-    "optim.learning_rate": 0.01,
-    "schedule.decay": "plateau",
-    "schedule.decay_factor": 0.1,
-    "schedule.plateau_patience": 0,
-    "schedule.plateau_steps": 0,
-    "batch_size": 64,
-    "total_steps": 12500,
-}
+PUBLISHED_OPTIM = dict(PUBLISHED_RECIPE)
 MODELS: dict[str, tuple[str, dict]] = {
     "vae": ("variant=vae", MAIN_BUDGET),
     "vae_elbo": ("variant=vae", MAIN_BUDGET | ANALYTIC),
