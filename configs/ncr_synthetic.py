@@ -40,9 +40,9 @@ def get_config(arg=None):
     config.optim.learning_rate = 1e-3
     n_caps = SIZES[config.data.scenes.size]["train"] * 5
     # NCR-style warms up for 3 epochs, the other methods' schedules keep 2 (DisNCL builds on
-    # this config): with 2 the first GMM split at 40% noise had AUC 0.895-0.900, with 3 it
-    # is higher (docs/results_retrieval.md, "Warm-up length"); NCR itself warms up for 5
-    # epochs on F30K at 2e-4, about 5,600 steps (2e-4 for our 2 epochs: AUC 0.71).
+    # this config): the first GMM split at 40% noise (seed 0) had AUC 0.895 with 2, 0.920
+    # with 3 (docs/results_retrieval.md, "NCR-style with a 3-epoch warm-up"); NCR itself
+    # warms up for 5 epochs on F30K at 2e-4, about 5,600 steps (2e-4 for our 2: AUC 0.715).
     warmup, epochs, lr_update = (3 if a.method == "ncr" else 2), 8, 6
     if a.smoke:
         config.batch_size = 32

@@ -39,7 +39,8 @@ of training after every epoch-based switch. The shape of the schedule (warm-up, 
 decay) is thus kept, which overriding `total_steps` alone would not do (a short run would
 never leave warm-up). `--set total_steps=N` does the latter when that is what is wanted.
 `--quick` = vsepp, ncr, disncl at caption_0.4, seed 0, `--steps_scale=0.3` (3 epochs:
-1 warm-up, unlabeled pairs from epoch 2, lr decay at epoch 2).
+1 warm-up, unlabeled pairs from epoch 2, lr decay at epoch 2; NCR-style, whose default warms
+up for 3 of its 11 epochs, gets 4: its second lr decay lands at epoch 3).
 """
 
 from __future__ import annotations
