@@ -14,6 +14,11 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
             coincide with the pair's own counts as much as the annotated partner)
   mutual    soft targets whose only neighbour is one both modalities agree on
             (`loss.neighbour_gate="mutual"`, lambda = 1)
+  directional  soft targets per direction: an image's neighbours from the image codes, a
+            caption's from the caption codes, each neighbour weighted by its own clean
+            probability, rows of mass w_i + lambda (`loss.soft_form="directional"`)
+  text_nbr  directional soft targets whose clean pairs find neighbours through the caption
+            codes (`loss.neighbour_trusted="text"`)
   strong    L_Dis's conditional term and L_reg 20x / 10x stronger (cond_weight 2,
             lambda_reg 0.1): how much disentanglement costs retrieval
   decorr    the MII code exactly linearly decorrelated from the MEI code: s = L2(u - x B)
@@ -36,6 +41,8 @@ ABLATIONS = (
     "hard",
     "affinity",
     "mutual",
+    "directional",
+    "text_nbr",
     "strong",
     "decorr",
     "predict",
@@ -66,6 +73,11 @@ def get_config(arg=None):
     elif a.ablation == "mutual":
         config.loss.neighbour_gate = "mutual"
         config.loss.neighbour_weight = 1.0
+    elif a.ablation == "directional":
+        config.loss.soft_form = "directional"
+    elif a.ablation == "text_nbr":
+        config.loss.soft_form = "directional"
+        config.loss.neighbour_trusted = "text"
     elif a.ablation == "strong":
         config.loss.cond_weight = 2.0
         config.loss.lambda_reg = 0.1

@@ -102,6 +102,16 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             # gets lambda * exp((A_ij - A_ii) / tau_t), rows normalised only above 1; mutual:
             # lambda to the one neighbour both modalities' nearest-neighbour lists agree on.
             neighbour_gate="softmax",
+            # joint: one target matrix from A^v + A^t for both directions (rows sum to 1);
+            # directional: each direction's neighbours from its query modality's affinities,
+            # each neighbour weighted by its own clean probability (neighbour_clean), rows
+            # of mass w_i + lambda (target_mass="weighted") or 1 ("normalised").
+            soft_form="joint",
+            neighbour_clean=True,
+            target_mass="weighted",
+            # own: each direction's neighbours from its query modality; text (or image): a
+            # clean pair's image looks its neighbours up through its caption's affinities.
+            neighbour_trusted="own",
             cond_weight=0.1,  # weight of w ||s_v - s_t||^2 inside L_S
             gamma=0.5,
             lambda_dis=0.1,

@@ -144,6 +144,7 @@ def synthetic_grid(quick: bool) -> list[Setting]:
     grid = [synthetic_setting(depth, 5, 5) for depth in (1, 2, 3, 4)]
     grid += [synthetic_setting(3, d, d) for d in (2, 10)]
     grid += [synthetic_setting(3, 5, 20), synthetic_setting(4, 5, 20), synthetic_setting(3, 5, 100)]
+    grid.append(synthetic_setting(3, 10, 40))  # d = 10 at D = 4d (issue 14, item 6)
     return grid
 
 

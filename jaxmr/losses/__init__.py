@@ -6,6 +6,7 @@ shapes and costs: docs/jacobians.md; the other losses: docs/losses.md.
 """
 
 from jaxmr.losses.contrastive import (
+    directional_soft_targets,
     ncr_label_prediction,
     ncr_soft_margin,
     soft_correspondence_targets,
@@ -110,6 +111,7 @@ __all__ = [
     "reparameterize",
     "residual_flow_jacobian_terms",
     "separable_scores",
+    "directional_soft_targets",
     "soft_correspondence_targets",
     "soft_target_cross_entropy",
     "spectral_norm",

@@ -132,6 +132,98 @@ def test_soft_targets_without_neighbour_mass_are_hard_or_empty():
     np.testing.assert_allclose(y, np.diag([1.0, 0.0, 1.0]), atol=1e-7)
 
 
+def test_directional_soft_targets_by_hand():
+    # Images' affinities A_a = AFFINITY, captions' A_b below; lambda = 0.5, tau = 0.5,
+    # w = (1, 0, 0.5). Neighbour logits A/tau + log w_j over j != i with w_j > 0.
+    a_b = np.array([[1.0, 0.1, 0.9], [0.1, 1.0, 0.3], [0.9, 0.3, 1.0]], np.float32)
+    w = np.array([1.0, 0.0, 0.5])
+    e = np.exp
+
+    def neighbour_row(a, i):
+        cand = [j for j in range(3) if j != i and w[j] > 0]
+        z = np.array([e(a[i, j] / 0.5) * w[j] for j in cand])
+        row = np.zeros(3)
+        row[cand] = z / z.sum()
+        return row
+
+    for a, out in zip((AFFINITY, a_b), (0, 1), strict=True):
+        a = np.asarray(a)
+        expected = np.stack([w[i] * np.eye(3)[i] + 0.5 * neighbour_row(a, i) for i in range(3)])
+        y = jax.jit(
+            functools.partial(cl.directional_soft_targets, neighbour_weight=0.5, temperature=0.5)
+        )(AFFINITY, a_b, jnp.asarray(w, jnp.float32))[out]
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-7)
+        # Row masses w_i + lambda: the noisy pair 1 keeps only its neighbours' share.
+        np.testing.assert_allclose(np.sum(y, axis=1), w + 0.5, rtol=1e-5)
+        # Pair 1 (w = 0) is nobody's neighbour: its caption is not evidence.
+        assert np.all(np.asarray(y)[[0, 2], 1] == 0)
+    # The two directions differ: image 0's nearest is 1 (0.5 vs 0.0; only 2 is clean), caption
+    # 0's nearest is 2 (0.9); both put all the neighbour mass on pair 2 since pair 1 is noisy,
+    # but with every neighbour counted (clean_neighbours=False) they disagree.
+    y_ab, y_ba = cl.directional_soft_targets(
+        AFFINITY, a_b, jnp.ones(3), neighbour_weight=1.0, temperature=0.5, clean_neighbours=False
+    )
+    assert y_ab[0, 1] > y_ab[0, 2] and y_ba[0, 2] > y_ba[0, 1]
+    # normalise=True: rows sum to 1 (an empty row stays empty).
+    y_ab, _ = cl.directional_soft_targets(
+        AFFINITY, a_b, jnp.array([1.0, 0.0, 0.0]), neighbour_weight=0.5, normalise=True
+    )
+    np.testing.assert_allclose(np.sum(y_ab, axis=1), [1.0, 1.0, 1.0], rtol=1e-6)
+    y_ab, _ = cl.directional_soft_targets(
+        AFFINITY, a_b, jnp.zeros(3), neighbour_weight=0.5, normalise=True
+    )
+    np.testing.assert_allclose(y_ab, 0.0, atol=0)
+    with pytest.raises(ValueError, match="temperature"):
+        cl.directional_soft_targets(AFFINITY, a_b, jnp.ones(3), temperature=0.0)
+
+
+def test_directional_targets_trusted_modality():
+    # trusted="b": the b rows keep A^b; the a rows use w_i A^b + (1 - w_i) A^a.
+    a_b = np.array([[1.0, 0.1, 0.9], [0.1, 1.0, 0.3], [0.9, 0.3, 1.0]], np.float32)
+    w = jnp.array([1.0, 0.0, 0.5])
+    build = functools.partial(
+        cl.directional_soft_targets, neighbour_weight=0.5, temperature=0.5, clean_neighbours=False
+    )
+    y_ab, y_ba = build(AFFINITY, a_b, w, trusted="b")
+    mixed = np.asarray(w)[:, None] * a_b + (1 - np.asarray(w)[:, None]) * AFFINITY
+    want_ab, _ = build(jnp.asarray(mixed), a_b, w)
+    _, want_ba = build(AFFINITY, a_b, w)
+    np.testing.assert_allclose(y_ab, want_ab, rtol=1e-6)
+    np.testing.assert_allclose(y_ba, want_ba, rtol=1e-6)
+    # The clean pair 0 looks through its caption: neighbour 2 (A^b 0.9) beats 1 (0.1), while
+    # by its own image affinities 1 (0.5) beats 2 (0.0).
+    assert y_ab[0, 2] > y_ab[0, 1]
+    assert build(AFFINITY, a_b, w)[0][0, 1] > build(AFFINITY, a_b, w)[0][0, 2]
+    y_ab, y_ba = build(AFFINITY, a_b, w, trusted="a")
+    np.testing.assert_allclose(y_ab, build(AFFINITY, a_b, w)[0], rtol=1e-6)
+    with pytest.raises(ValueError, match="trusted"):
+        build(AFFINITY, a_b, w, trusted="text")
+
+
+def test_directional_targets_without_neighbours_give_the_hard_loss():
+    # lambda = 0: rows w_i e_i, so sum(per) / sum(mass) is the clean-weighted InfoNCE.
+    rng = np.random.default_rng(3)
+    scores = jnp.asarray(rng.normal(size=(6, 6)), jnp.float32)
+    aff = jnp.asarray(rng.normal(size=(6, 6)), jnp.float32)
+    w = jnp.asarray(rng.uniform(size=6), jnp.float32)
+    y_ab, y_ba = cl.directional_soft_targets(aff, aff.T, w, neighbour_weight=0.0)
+    per = cl.soft_target_cross_entropy(scores, y_ab, temperature=0.1, col_targets=y_ba)
+    hard = w * cl.symmetric_infonce_loss(scores, temperature=0.1)
+    np.testing.assert_allclose(per, hard, rtol=1e-5, atol=1e-6)
+
+
+def test_soft_cross_entropy_with_column_targets_by_hand():
+    y = np.array([[0.6, 0.4, 0.0], [0.0, 1.0, 0.0], [0.2, 0.3, 0.5]], np.float32)
+    yc = np.array([[0.0, 0.5, 0.0], [0.1, 0.9, 0.0], [0.0, 0.0, 2.0]], np.float32)
+    tau = 0.5
+    row = [-np.sum(y[i] * _log_softmax(S[i] / tau)) for i in range(3)]
+    col = [-np.sum(yc[i] * _log_softmax(S[:, i] / tau)) for i in range(3)]
+    loss = jax.jit(functools.partial(cl.soft_target_cross_entropy, temperature=tau))(
+        S, y, col_targets=yc
+    )
+    np.testing.assert_allclose(loss, 0.5 * (np.array(row) + np.array(col)), rtol=1e-5)
+
+
 def test_soft_cross_entropy_by_hand():
     y = np.array([[0.6, 0.4, 0.0], [0.0, 1.0, 0.0], [0.2, 0.3, 0.5]], np.float32)
     tau = 0.5

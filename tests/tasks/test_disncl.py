@@ -112,7 +112,19 @@ def test_heldout_gaussian_mi_matches_closed_form():
 
 @pytest.mark.parametrize(
     "ablation",
-    ["no_dis", "no_reg", "hard", "affinity", "mutual", "strong", "decorr", "predict", "full_emb"],
+    [
+        "no_dis",
+        "no_reg",
+        "hard",
+        "affinity",
+        "mutual",
+        "directional",
+        "text_nbr",
+        "strong",
+        "decorr",
+        "predict",
+        "full_emb",
+    ],
 )
 def test_ablations_build(cache, ablation):
     config = _config(cache, f"smoke,ablation={ablation}")
@@ -126,6 +138,30 @@ def test_ablations_build(cache, ablation):
     assert np.isfinite(loss)
     if ablation in ("no_dis", "no_reg"):
         assert config.loss.lambda_reg == 0.0
+
+
+def test_directional_soft_targets_without_neighbours_are_the_hard_matching(cache):
+    """`loss.soft_form="directional"` at lambda = 0 is exactly the clean-weighted InfoNCE of
+    `loss.targets="hard"` (rows of mass w_i, normalised by the total mass); at lambda > 0 the
+    matching term differs."""
+    from jaxmr.train.task import StepContext
+
+    ctx = StepContext(step=np.int32(0), epoch=np.int32(5), key=jax.random.key(0), carry={})
+    matches = {}
+    for name, over in (
+        ("hard", {"loss.targets": "hard"}),
+        ("soft0", {"loss.soft_form": "directional", "loss.neighbour_weight": 0.0}),
+        ("soft", {"loss.soft_form": "directional", "loss.neighbour_trusted": "text"}),
+    ):
+        task = build_task(_config(cache, **over))
+        batch = task.make_sampler(batch_size=16, seed=0).batch(0)
+        batch = dict(batch, clean_prob_net_a=np.linspace(0.0, 1.0, 16, dtype=np.float32))
+        params = task.init_fn(jax.random.key(0))
+        phase = next(p for p in task.phases if p.name == "net_b")
+        _, aux = phase.loss_fn(params, batch, ctx)
+        matches[name] = float(aux["match"])
+    np.testing.assert_allclose(matches["soft0"], matches["hard"], rtol=1e-5)
+    assert abs(matches["soft"] - matches["hard"]) > 1e-4
 
 
 @pytest.mark.parametrize("fit_weight", [0.0, 1.0])

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxmr.losses.contrastive import (
+    directional_soft_targets,
     ncr_soft_margin,
     soft_correspondence_targets,
     soft_target_cross_entropy,
@@ -132,6 +133,16 @@ def estimator_loss(est, names, loss_cfg):
     return loss_fn
 
 
+def _trusted_modality(name: str) -> str:
+    """`loss.neighbour_trusted` as `directional_soft_targets`' `trusted` (images are a)."""
+    table = {"own": "own", "image": "a", "text": "b"}
+    if name not in table:
+        raise ValueError(
+            f"config.loss.neighbour_trusted must be one of {list(table)}, got {name!r}"
+        )
+    return table[name]
+
+
 def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
     """The encoder phase of network `net` (clean probabilities from `partner`)."""
 
@@ -144,7 +155,26 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
         scores = sim_v @ sim_t.T
         tau = loss_cfg.temperature
         # matching
-        if loss_cfg.targets == "soft":
+        if loss_cfg.targets == "soft" and loss_cfg.soft_form == "directional":
+            y_vt, y_tv = directional_soft_targets(
+                jax.lax.stop_gradient(sim_v @ sim_v.T),
+                jax.lax.stop_gradient(sim_t @ sim_t.T),
+                w,
+                neighbour_weight=loss_cfg.neighbour_weight,
+                temperature=loss_cfg.target_temperature,
+                clean_neighbours=loss_cfg.neighbour_clean,
+                normalise=loss_cfg.target_mass == "normalised",
+                trusted=_trusted_modality(loss_cfg.neighbour_trusted),
+            )
+            per = soft_target_cross_entropy(scores, y_vt, temperature=tau, col_targets=y_tv)
+            mass = 0.5 * (jnp.sum(y_vt, axis=1) + jnp.sum(y_tv, axis=1))
+            match = jnp.sum(per) / jnp.maximum(jnp.sum(mass), 1.0)
+        elif loss_cfg.targets == "soft":
+            if loss_cfg.soft_form != "joint":
+                raise ValueError(
+                    "config.loss.soft_form must be 'joint' or 'directional', "
+                    f"got {loss_cfg.soft_form!r}"
+                )
             aff_v = jax.lax.stop_gradient(sim_v @ sim_v.T)
             aff_t = jax.lax.stop_gradient(sim_t @ sim_t.T)
             y = soft_correspondence_targets(

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmr.losses.contrastive import soft_correspondence_targets
+from jaxmr.losses.contrastive import directional_soft_targets, soft_correspondence_targets
 from jaxmr.metrics.dci import dci_scores
 from jaxmr.metrics.factor_probe import heldout_r2
 from jaxmr.metrics.mcc import mean_corr_coef
@@ -243,16 +243,29 @@ class DisentangleEvaluator(Evaluator):
         n = min(64, len(img["s"]))
         cpi = self.split.captions_per_image
         sv, st = img["s"][:n], txt["s"][: n * cpi : cpi]  # each image with its first caption
-        y = np.asarray(
-            soft_correspondence_targets(
-                jnp.asarray(sv @ sv.T),
-                jnp.asarray(st @ st.T),
-                jnp.ones(n),
-                neighbour_weight=float(self.loss_cfg.neighbour_weight),
-                temperature=float(self.loss_cfg.target_temperature),
-                gate=str(self.loss_cfg.neighbour_gate),
+        if str(self.loss_cfg.get("soft_form", "joint")) == "directional":
+            # The image -> caption targets, rows scaled to 1 so the mass reads as a share.
+            y = np.asarray(
+                directional_soft_targets(
+                    jnp.asarray(sv @ sv.T),
+                    jnp.asarray(st @ st.T),
+                    jnp.ones(n),
+                    neighbour_weight=float(self.loss_cfg.neighbour_weight),
+                    temperature=float(self.loss_cfg.target_temperature),
+                    normalise=True,
+                )[0]
             )
-        )
+        else:
+            y = np.asarray(
+                soft_correspondence_targets(
+                    jnp.asarray(sv @ sv.T),
+                    jnp.asarray(st @ st.T),
+                    jnp.ones(n),
+                    neighbour_weight=float(self.loss_cfg.neighbour_weight),
+                    temperature=float(self.loss_cfg.target_temperature),
+                    gate=str(self.loss_cfg.neighbour_gate),
+                )
+            )
         shared = np.asarray(f["shared"])[:n]
         positives = np.all(shared[:, None, :] == shared[None, :, :], axis=-1).astype(float)
         figures.append(plot_soft_targets(y, positives, os.path.join(out_dir, "soft_targets.png")))
