@@ -28,6 +28,8 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
             L2(u_m C_m) with C_m the fitted least-squares regression of the partner's u on u_m
             over clean pairs (`model.mii_decorrelation="predict"`)
   full_emb  similarity (and the split) on the whole backbone code instead of the MII code
+  single    one network trained on its own clean/noisy split, without co-teaching
+            (`model.co_teaching=False`)
 MII and MEI codes are 64-d on a 128-d backbone. Every choice and its reason: docs/disncl.md.
 """
 
@@ -47,6 +49,7 @@ ABLATIONS = (
     "decorr",
     "predict",
     "full_emb",
+    "single",
 )
 
 
@@ -87,4 +90,6 @@ def get_config(arg=None):
         config.model.mii_decorrelation = "predict"
     elif a.ablation == "full_emb":
         config.model.similarity = "full"
+    elif a.ablation == "single":
+        config.model.co_teaching = False
     return config

@@ -29,7 +29,7 @@ Every table is rewritten after each finished run.
 Methods map to a config file and its argument: the baselines to configs/ncr_synthetic.py
 (`method=vsepp|infonce|ncr`), DisNCL and its ablations to configs/disncl_synthetic.py
 (`ablation=none|no_dis|no_reg|hard|affinity|mutual|directional|text_nbr|strong|decorr|
-predict|full_emb`); the setting
+predict|full_emb|single`); the setting
 adds `noise=` and `convention=`.
 
 `--steps_scale=f` shortens (or lengthens) every run by multiplying its schedule in whole
@@ -87,6 +87,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "disncl_decorr": ("disncl_synthetic", "ablation=decorr"),
     "disncl_predict": ("disncl_synthetic", "ablation=predict"),
     "disncl_full_emb": ("disncl_synthetic", "ablation=full_emb"),
+    "disncl_single": ("disncl_synthetic", "ablation=single"),
 }
 METHOD_NOTES = {
     "vsepp": "VSE++ (hardest-negative triplet, no noise handling)",
@@ -104,6 +105,7 @@ METHOD_NOTES = {
     "disncl_decorr": "DisNCL with the MII code linearly decorrelated from the MEI code",
     "disncl_predict": "DisNCL with the MII code as each modality's linear prediction of the other",
     "disncl_full_emb": "DisNCL with similarity on the whole embedding instead of the MII code",
+    "disncl_single": "DisNCL with one network on its own split (no co-teaching)",
 }
 # setting -> (noise convention, noise ratio). Order = column order.
 SETTINGS: dict[str, tuple[str, float]] = {

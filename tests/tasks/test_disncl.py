@@ -124,6 +124,7 @@ def test_heldout_gaussian_mi_matches_closed_form():
         "decorr",
         "predict",
         "full_emb",
+        "single",
     ],
 )
 def test_ablations_build(cache, ablation):
@@ -134,8 +135,11 @@ def test_ablations_build(cache, ablation):
     from jaxmr.train.task import StepContext
 
     ctx = StepContext(step=np.int32(0), epoch=np.int32(5), key=jax.random.key(0), carry={})
-    loss, aux = task.phases[1].loss_fn(params, batch, ctx)
+    phase = [p for p in task.phases if p.name != "est"][-1]  # net_b, or net_a alone
+    loss, aux = phase.loss_fn(params, batch, ctx)
     assert np.isfinite(loss)
+    if ablation == "single":
+        assert [p.name for p in task.phases] == ["net_a", "est"]
     if ablation in ("no_dis", "no_reg"):
         assert config.loss.lambda_reg == 0.0
 
