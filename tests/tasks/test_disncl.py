@@ -8,7 +8,7 @@ import pytest
 from configs import disncl_synthetic
 from jaxmr.evaluate import evaluate
 from jaxmr.tasks import build_task
-from jaxmr.tasks.retrieval.evaluators import heldout_gaussian_mi
+from jaxmr.tasks.retrieval.evaluators import heldout_gaussian_mi, neighbour_precision
 from jaxmr.tasks.retrieval.nets import Nets
 from jaxmr.train import loop
 from jaxmr.train import mesh as mesh_lib
@@ -108,6 +108,21 @@ def test_heldout_gaussian_mi_matches_closed_form():
     true = -0.5 * k * np.log(1 - rho**2)
     assert abs(heldout_gaussian_mi(a, b) - true) < 0.05 * true
     assert heldout_gaussian_mi(a, rng.normal(size=(n, k))) < 0.01
+
+
+def test_neighbour_precision_reads_which_codes_find_true_positives():
+    # 400 pairs over 20 shared-factor combinations: text codes are the combination's unit
+    # vector (every nearest neighbour with a positive in the batch is one), image codes noise.
+    rng = np.random.default_rng(0)
+    combo = rng.integers(0, 20, size=400)
+    shared = np.stack([combo // 5, combo % 5], axis=1)
+    s_text = np.eye(20)[combo] + 0.01 * rng.normal(size=(400, 20))
+    s_image = rng.normal(size=(400, 20))
+    out = neighbour_precision(s_image, s_text, shared, batch_size=64, batches=10)
+    assert out["neighbour_precision/text"] == 1.0
+    assert out["neighbour_precision/image"] < 0.3
+    # 64 of 400 over 20 combinations: almost every row has a positive.
+    assert 0.9 < out["neighbour_precision/positive_rows"] <= 1.0
 
 
 @pytest.mark.parametrize(

@@ -164,6 +164,45 @@ def heldout_gaussian_mi(a: np.ndarray, b: np.ndarray, *, seed: int = 0) -> float
     return float(-0.5 * np.sum(np.log1p(-r2)))
 
 
+def neighbour_precision(
+    s_image: np.ndarray,
+    s_text: np.ndarray,
+    shared: np.ndarray,
+    *,
+    batch_size: int = 128,
+    batches: int = 50,
+    seed: int = 0,
+) -> dict[str, float]:
+    """How often an intra-modal nearest neighbour is a true many-to-many positive.
+
+    Over `batches` random batches of `batch_size` pairs (image i with caption i), pair i's
+    nearest other pair by the image codes' affinities, by the caption codes', and by their mean
+    (the soft targets' `joint` form) is a true positive when all its shared factors equal pair
+    i's; the precision counts the rows that have a positive in the batch. `positive_rows` is
+    the share of rows that have one. What soft targets can gain depends on these numbers
+    (docs/disncl.md, "Matching and the soft many-to-many targets")."""
+    rng = np.random.default_rng(seed)
+    n = len(s_image)
+    size = min(batch_size, n)
+    hits = {"image": [], "text": [], "joint": []}
+    rows = []
+    for _ in range(batches):
+        idx = rng.choice(n, size, replace=False)
+        pos = np.all(shared[idx][:, None, :] == shared[idx][None, :, :], axis=-1)
+        np.fill_diagonal(pos, False)
+        has = pos.any(axis=1)
+        rows.append(has.mean())
+        a_v, a_t = s_image[idx] @ s_image[idx].T, s_text[idx] @ s_text[idx].T
+        for key, a in (("image", a_v), ("text", a_t), ("joint", (a_v + a_t) / 2)):
+            a = np.array(a, np.float64)
+            np.fill_diagonal(a, -np.inf)
+            nearest = a.argmax(axis=1)
+            hits[key].append(pos[np.arange(size), nearest][has])
+    out = {f"neighbour_precision/{k}": float(np.mean(np.concatenate(v))) for k, v in hits.items()}
+    out["neighbour_precision/positive_rows"] = float(np.mean(rows))
+    return out
+
+
 class DisentangleEvaluator(Evaluator):
     """DisNCL's codes on a split with known factors: held-out MI between MII and MEI codes per
     modality (not the training estimator), and the leakage of exclusive and shared factors into
@@ -210,6 +249,14 @@ class DisentangleEvaluator(Evaluator):
         )
         out["mei_shared_r2/image_mean"] = float(
             np.mean(heldout_r2(img["x"], shared, categorical=True, seed=self.seed))
+        )
+        out.update(
+            neighbour_precision(
+                np.asarray(img["s"], np.float64),
+                np.asarray(txt["s"], np.float64)[::cpi],
+                shared,
+                seed=self.seed,
+            )
         )
         out["mei_shared_r2/text_mean"] = float(
             np.mean(
