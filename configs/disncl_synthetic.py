@@ -9,16 +9,15 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
   no_dis    without L_Dis and L_reg (matching on MII codes only)
   no_reg    without L_reg
   hard      hard (identity, clean-weighted) targets instead of soft many-to-many ones
-  affinity  soft targets whose neighbour mass is gated by absolute affinity
+  joint     the soft targets of the first studies: one target matrix from the joint image +
+            caption affinities, rows normalised to 1, lambda = 0.1 (`loss.soft_form="joint"`)
+  affinity  joint soft targets whose neighbour mass is gated by absolute affinity
             (`loss.neighbour_gate="affinity"`, lambda = 1: a neighbour whose MII codes
             coincide with the pair's own counts as much as the annotated partner)
-  mutual    soft targets whose only neighbour is one both modalities agree on
+  mutual    joint soft targets whose only neighbour is one both modalities agree on
             (`loss.neighbour_gate="mutual"`, lambda = 1)
-  directional  soft targets per direction: an image's neighbours from the image codes, a
-            caption's from the caption codes, each neighbour weighted by its own clean
-            probability, rows of mass w_i + lambda (`loss.soft_form="directional"`)
-  text_nbr  directional soft targets whose clean pairs find neighbours through the caption
-            codes (`loss.neighbour_trusted="text"`)
+  directional  directional soft targets with every direction's neighbours from its own
+            modality (`loss.neighbour_trusted="own"`), lambda = 0.1
   strong    L_Dis's conditional term and L_reg 20x / 10x stronger (cond_weight 2,
             lambda_reg 0.1): how much disentanglement costs retrieval
   decorr    the MII code exactly linearly decorrelated from the MEI code: s = L2(u - x B)
@@ -43,8 +42,8 @@ ABLATIONS = (
     "hard",
     "affinity",
     "mutual",
+    "joint",
     "directional",
-    "text_nbr",
     "strong",
     "decorr",
     "predict",
@@ -70,17 +69,20 @@ def get_config(arg=None):
         config.loss.lambda_reg = 0.0
     elif a.ablation == "hard":
         config.loss.targets = "hard"
+    elif a.ablation == "joint":
+        config.loss.soft_form = "joint"
+        config.loss.neighbour_weight = 0.1
     elif a.ablation == "affinity":
+        config.loss.soft_form = "joint"
         config.loss.neighbour_gate = "affinity"
         config.loss.neighbour_weight = 1.0
     elif a.ablation == "mutual":
+        config.loss.soft_form = "joint"
         config.loss.neighbour_gate = "mutual"
         config.loss.neighbour_weight = 1.0
     elif a.ablation == "directional":
-        config.loss.soft_form = "directional"
-    elif a.ablation == "text_nbr":
-        config.loss.soft_form = "directional"
-        config.loss.neighbour_trusted = "text"
+        config.loss.neighbour_trusted = "own"
+        config.loss.neighbour_weight = 0.1
     elif a.ablation == "strong":
         config.loss.cond_weight = 2.0
         config.loss.lambda_reg = 0.1

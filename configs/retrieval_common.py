@@ -96,7 +96,7 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             # DisNCL (docs/disncl.md): matching targets, L_Dis = gamma L_S + (1 - gamma) L_X,
             # L_reg (CLUB-sample or adversarial) with its estimator phase.
             targets="soft",  # soft | hard | ncr_margin
-            neighbour_weight=0.1,  # lambda: mass of intra-modal neighbours in soft targets
+            neighbour_weight=0.3,  # lambda: mass of intra-modal neighbours in soft targets
             target_temperature=0.05,  # tau_t of the neighbour softmax / affinity gate
             # softmax: lambda always goes to the nearest neighbours; affinity: each neighbour
             # gets lambda * exp((A_ij - A_ii) / tau_t), rows normalised only above 1; mutual:
@@ -106,12 +106,12 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             # directional: each direction's neighbours from its query modality's affinities,
             # each neighbour weighted by its own clean probability (neighbour_clean), rows
             # of mass w_i + lambda (target_mass="weighted") or 1 ("normalised").
-            soft_form="joint",
+            soft_form="directional",
             neighbour_clean=True,
             target_mass="weighted",
             # own: each direction's neighbours from its query modality; text (or image): a
             # clean pair's image looks its neighbours up through its caption's affinities.
-            neighbour_trusted="own",
+            neighbour_trusted="text",
             cond_weight=0.1,  # weight of w ||s_v - s_t||^2 inside L_S
             gamma=0.5,
             lambda_dis=0.1,

@@ -28,7 +28,7 @@ Every table is rewritten after each finished run.
 
 Methods map to a config file and its argument: the baselines to configs/ncr_synthetic.py
 (`method=vsepp|infonce|ncr`), DisNCL and its ablations to configs/disncl_synthetic.py
-(`ablation=none|no_dis|no_reg|hard|affinity|mutual|directional|text_nbr|strong|decorr|
+(`ablation=none|no_dis|no_reg|hard|joint|affinity|mutual|directional|strong|decorr|
 predict|full_emb|single`); the setting
 adds `noise=` and `convention=`.
 
@@ -82,7 +82,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "disncl_affinity": ("disncl_synthetic", "ablation=affinity"),
     "disncl_mutual": ("disncl_synthetic", "ablation=mutual"),
     "disncl_directional": ("disncl_synthetic", "ablation=directional"),
-    "disncl_text_nbr": ("disncl_synthetic", "ablation=text_nbr"),
+    "disncl_joint": ("disncl_synthetic", "ablation=joint"),
     "disncl_strong": ("disncl_synthetic", "ablation=strong"),
     "disncl_decorr": ("disncl_synthetic", "ablation=decorr"),
     "disncl_predict": ("disncl_synthetic", "ablation=predict"),
@@ -99,8 +99,8 @@ METHOD_NOTES = {
     "disncl_hard": "DisNCL with hard targets instead of soft",
     "disncl_affinity": "DisNCL with soft targets gated by absolute affinity (lambda = 1)",
     "disncl_mutual": "DisNCL with soft targets on neighbours both modalities agree on (lambda = 1)",
-    "disncl_directional": "DisNCL with per-direction soft targets (own-modality, clean neighbours)",
-    "disncl_text_nbr": "DisNCL with directional soft targets, clean pairs' neighbours by caption",
+    "disncl_directional": "DisNCL with directional soft targets from each modality's own codes",
+    "disncl_joint": "DisNCL with the first studies' joint soft targets",
     "disncl_strong": "DisNCL with the conditional term 20x and L_reg 10x stronger",
     "disncl_decorr": "DisNCL with the MII code linearly decorrelated from the MEI code",
     "disncl_predict": "DisNCL with the MII code as each modality's linear prediction of the other",

@@ -45,6 +45,8 @@ LEGACY = {
     "loss.co_train_epoch": "fixed",  # NCR-style: the one-pass epoch became the default later
     "loss.elbo": "analytic",  # explicit iVAE/VAE: the beta-TC objective became the default later
     "model.target_basis": "pca",  # Recipe1M: the CCA target basis became the default later
+    "loss.soft_form": "joint",  # DisNCL: directional soft targets became the default later
+    "loss.neighbour_trusted": "own",  # DisNCL: caption-trusted neighbours likewise
 }
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
