@@ -22,6 +22,13 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
   predict   the MII code as each modality's linear prediction of the other's: s_m =
             L2(u_m C_m) with C_m the fitted least-squares regression of the partner's u on u_m
             over clean pairs (`model.mii_decorrelation="predict"`)
+  mei_resid the MEI code exactly linearly decorrelated from the MII code instead: x = L2(a -
+            s D) with D the fitted least-squares regression of the MEI head's output a on the
+            stop-gradient s (`model.mei_decorrelation="regress"`); s is untouched
+  excl      an exclusivity penalty on the MEI code: its squared clean-weighted correlations
+            with the partner modality's stop-gradient MII code (`loss.mei_partner_weight=1`)
+  excl_decorr  `excl` and `decorr` together: the MII code is the residual of its head on an
+            MEI code pushed to carry no partner-predictable (shared) content
   full_emb  similarity (and the split) on the whole backbone code instead of the MII code
 MII and MEI codes are 64-d on a 128-d backbone. Every choice and its reason: docs/disncl.md.
 """
@@ -39,6 +46,9 @@ ABLATIONS = (
     "strong",
     "decorr",
     "predict",
+    "mei_resid",
+    "excl",
+    "excl_decorr",
     "full_emb",
 )
 
@@ -73,6 +83,13 @@ def get_config(arg=None):
         config.model.mii_decorrelation = "regress"
     elif a.ablation == "predict":
         config.model.mii_decorrelation = "predict"
+    elif a.ablation == "mei_resid":
+        config.model.mei_decorrelation = "regress"
+    elif a.ablation == "excl":
+        config.loss.mei_partner_weight = 1.0
+    elif a.ablation == "excl_decorr":
+        config.loss.mei_partner_weight = 1.0
+        config.model.mii_decorrelation = "regress"
     elif a.ablation == "full_emb":
         config.model.similarity = "full"
     return config

@@ -14,6 +14,7 @@ from jaxmr.losses.contrastive import (
     triplet_hinge_loss,
 )
 from jaxmr.losses.decorrelation import (
+    cross_correlation,
     least_squares_loss,
     linear_residual,
     residual_cross_covariance,
@@ -68,6 +69,7 @@ from jaxmr.losses.vae import (
 )
 
 __all__ = [
+    "cross_correlation",
     "least_squares_loss",
     "linear_residual",
     "residual_cross_covariance",
