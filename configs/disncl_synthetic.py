@@ -23,7 +23,7 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
             L2(u_m C_m) with C_m the fitted least-squares regression of the partner's u on u_m
             over clean pairs (`model.mii_decorrelation="predict"`)
   mei_resid the MEI code exactly linearly decorrelated from the MII code instead: x = L2(a -
-            s D) with D the fitted least-squares regression of the MEI head's output a on the
+            s D), a = L2(W^x h + b), D the fitted least-squares regression of a on the
             stop-gradient s (`model.mei_decorrelation="regress"`); s is untouched
   excl      an exclusivity penalty on the MEI code: its squared clean-weighted correlations
             with the partner modality's stop-gradient MII code (`loss.mei_partner_weight=1`)

@@ -78,8 +78,9 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             # fitted linear prediction of the partner's u (docs/disncl.md); B = decor_scale *
             # parameter, C = I + decor_scale * parameter (Adam's step per entry is ~lr).
             mii_decorrelation="none",
-            # DisNCL: none; regress = x = L2(a - s D), the MEI code's linear decorrelation from
-            # the (stop-gradient) MII code by a fitted regression D = decor_scale * parameter.
+            # DisNCL: none; regress = x = L2(a - s D), a = L2(W^x h + b): the MEI code's linear
+            # decorrelation from the (stop-gradient) MII code by a fitted regression
+            # D = decor_scale * parameter.
             mei_decorrelation="none",
             decor_scale=10.0,
         )

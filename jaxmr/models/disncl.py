@@ -11,8 +11,8 @@ For modality m with backbone code h_m (the pooled, unit-norm output of `RegionEn
   x_m = L2(a_m), a_m = W^x_m h_m + b  MEI code (unit norm like s_m: a bounded scale keeps CLUB's
                          Gaussian q(x|s) fittable; unnormalised codes grew until its NLL
                          reached ~70 nats per modality)
-  with `mei_decorrelation="regress"`: x_m = L2(a_m - s_m D_m), D_m the least-squares
-                         coefficients of a_m on the stop-gradient s_m (fitted by the task):
+  with `mei_decorrelation="regress"`: x_m = L2(L2(a_m) - s_m D_m), D_m the least-squares
+                         coefficients of L2(a_m) on the stop-gradient s_m (fitted by the task):
                          the MEI code keeps only what the MII code does not linearly carry
   critic_m(x, h) = (U_m x) . h    separable critic for the InfoNCE bound on I(x_m; h_m)
 The heads are linear so that what the codes carry is decided by the objective, not by extra
@@ -77,11 +77,16 @@ class _Heads(nnx.Module):
 
     def mei_code(self, h: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(a, x): the MEI head's output a = W^x h + b and the MEI code x = L2(a), or with
-        `mei_decorrelation="regress"` x = L2(a - stop_gradient(s) D) with D held fixed here
-        (trained only by the task's least-squares fit): nothing the MII code linearly
-        carries stays in the MEI code, and the MEI objectives do not reach s through it."""
+        `mei_decorrelation="regress"` a = L2(W^x h + b) and x = L2(a - stop_gradient(s) D)
+        with D held fixed here (trained only by the task's least-squares fit): nothing the
+        MII code linearly carries stays in the MEI code, and the MEI objectives do not reach
+        s through it. a is unit-norm there so that the fit's error stays bounded: on the raw
+        head output, whose scale nothing fixes, it grew to ~30 and its gradient (10x the
+        default's) dominated the clipped global norm, throttling matching
+        (docs/disncl.md)."""
         a = self.mei(h)
         if self.mei_decorrelation == "regress":
+            a = l2_normalise(a)
             coef, _ = self.mei_decor()
             a_res = linear_residual(a, jax.lax.stop_gradient(s), jax.lax.stop_gradient(coef))
             return a, l2_normalise(a_res)

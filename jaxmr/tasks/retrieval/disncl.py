@@ -245,10 +245,10 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
             loss = loss + fit_weight * fit
             extra = {"decor_fit": fit, "decor_xcov_sq": xcov}
         if model.mei_decorrelation == "regress":
-            # Fit D of x = L2(a - s D) by least squares on stop-gradient codes (only D and its
-            # intercept get this gradient), from the first step (s is untouched by it, so
-            # there is nothing to protect during warm-up); log the residual's cross-covariance
-            # with s that remains.
+            # Fit D of x = L2(a - s D), a = L2(W^x h + b), by least squares on stop-gradient
+            # codes (only D and its intercept get this gradient), from the first step (s is
+            # untouched by it, so there is nothing to protect during warm-up); log the
+            # residual's cross-covariance with s that remains.
             fit, xcov = 0.0, 0.0
             for m, c in zip(MODALITIES, (img, txt), strict=True):
                 coef, intercept = model.heads(m).mei_decor()
