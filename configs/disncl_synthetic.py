@@ -26,6 +26,13 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
   predict   the MII code as each modality's linear prediction of the other's: s_m =
             L2(u_m C_m) with C_m the fitted least-squares regression of the partner's u on u_m
             over clean pairs (`model.mii_decorrelation="predict"`)
+  mei_resid the MEI code exactly linearly decorrelated from the MII code instead: x = L2(a -
+            s D), a = L2(W^x h + b), D the fitted least-squares regression of a on the
+            stop-gradient s (`model.mei_decorrelation="regress"`); s is untouched
+  excl      an exclusivity penalty on the MEI code: its squared clean-weighted correlations
+            with the partner modality's stop-gradient MII code (`loss.mei_partner_weight=1`)
+  excl_decorr  `excl` and `decorr` together: the MII code is the residual of its head on an
+            MEI code pushed to carry no partner-predictable (shared) content
   full_emb  similarity (and the split) on the whole backbone code instead of the MII code
   single    one network trained on its own clean/noisy split, without co-teaching
             (`model.co_teaching=False`)
@@ -47,6 +54,9 @@ ABLATIONS = (
     "strong",
     "decorr",
     "predict",
+    "mei_resid",
+    "excl",
+    "excl_decorr",
     "full_emb",
     "single",
 )
@@ -90,6 +100,13 @@ def get_config(arg=None):
         config.model.mii_decorrelation = "regress"
     elif a.ablation == "predict":
         config.model.mii_decorrelation = "predict"
+    elif a.ablation == "mei_resid":
+        config.model.mei_decorrelation = "regress"
+    elif a.ablation == "excl":
+        config.loss.mei_partner_weight = 1.0
+    elif a.ablation == "excl_decorr":
+        config.loss.mei_partner_weight = 1.0
+        config.model.mii_decorrelation = "regress"
     elif a.ablation == "full_emb":
         config.model.similarity = "full"
     elif a.ablation == "single":

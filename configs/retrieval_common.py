@@ -78,6 +78,10 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             # fitted linear prediction of the partner's u (docs/disncl.md); B = decor_scale *
             # parameter, C = I + decor_scale * parameter (Adam's step per entry is ~lr).
             mii_decorrelation="none",
+            # DisNCL: none; regress = x = L2(a - s D), a = L2(W^x h + b): the MEI code's linear
+            # decorrelation from the (stop-gradient) MII code by a fitted regression
+            # D = decor_scale * parameter.
+            mei_decorrelation="none",
             decor_scale=10.0,
         )
     )
@@ -125,6 +129,11 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             decor_fit_weight=1.0,  # least-squares fit of B or C (model.mii_decorrelation)
             decor_after_warmup=True,  # B, C stay at their start (0, I) during warm-up
             decor_ridge=0.0,  # predict: + decor_ridge * ||C - I||_F^2 in C's fit
+            mei_decor_fit_weight=1.0,  # least-squares fit of D (model.mei_decorrelation)
+            # + mei_partner_weight * mean_j sum_k corr(x_m,j, s_partner,k)^2 (clean-weighted,
+            # partner's MII code stop-gradient, x_m from the stop-gradient backbone code: only
+            # the MEI head is trained by it): pushes shared content out of the MEI code.
+            mei_partner_weight=0.0,
         )
     )
     config.optim = base_optim(2e-4)

@@ -29,8 +29,8 @@ Every table is rewritten after each finished run.
 Methods map to a config file and its argument: the baselines to configs/ncr_synthetic.py
 (`method=vsepp|infonce|ncr`), DisNCL and its ablations to configs/disncl_synthetic.py
 (`ablation=none|no_dis|no_reg|hard|joint|affinity|mutual|directional|strong|decorr|
-predict|full_emb|single`); the setting
-adds `noise=` and `convention=`.
+predict|mei_resid|excl|excl_decorr|full_emb|single`); the setting adds `noise=` and
+`convention=`.
 
 `--steps_scale=f` shortens (or lengthens) every run by multiplying its schedule in whole
 epochs: the number of epochs, every `loss.*_epoch(s)` key (warm-up, unlabeled start, ...) and
@@ -86,6 +86,9 @@ METHODS: dict[str, tuple[str, str]] = {
     "disncl_strong": ("disncl_synthetic", "ablation=strong"),
     "disncl_decorr": ("disncl_synthetic", "ablation=decorr"),
     "disncl_predict": ("disncl_synthetic", "ablation=predict"),
+    "disncl_mei_resid": ("disncl_synthetic", "ablation=mei_resid"),
+    "disncl_excl": ("disncl_synthetic", "ablation=excl"),
+    "disncl_excl_decorr": ("disncl_synthetic", "ablation=excl_decorr"),
     "disncl_full_emb": ("disncl_synthetic", "ablation=full_emb"),
     "disncl_single": ("disncl_synthetic", "ablation=single"),
 }
@@ -104,6 +107,9 @@ METHOD_NOTES = {
     "disncl_strong": "DisNCL with the conditional term 20x and L_reg 10x stronger",
     "disncl_decorr": "DisNCL with the MII code linearly decorrelated from the MEI code",
     "disncl_predict": "DisNCL with the MII code as each modality's linear prediction of the other",
+    "disncl_mei_resid": "DisNCL with the MEI code linearly decorrelated from the MII code",
+    "disncl_excl": "DisNCL with the MEI code's correlation with the partner's MII code penalised",
+    "disncl_excl_decorr": "DisNCL with an exclusive MEI code and the MII code decorrelated from it",
     "disncl_full_emb": "DisNCL with similarity on the whole embedding instead of the MII code",
     "disncl_single": "DisNCL with one network on its own split (no co-teaching)",
 }

@@ -15,6 +15,7 @@ from jaxmr.losses.contrastive import (
     triplet_hinge_loss,
 )
 from jaxmr.losses.decorrelation import (
+    cross_correlation,
     least_squares_loss,
     linear_residual,
     residual_cross_covariance,
@@ -69,6 +70,7 @@ from jaxmr.losses.vae import (
 )
 
 __all__ = [
+    "cross_correlation",
     "least_squares_loss",
     "linear_residual",
     "residual_cross_covariance",

@@ -9,10 +9,12 @@ closed-form minimiser of the Gaussian I(u - xB; x) over B — whatever the scale
 `linear_residual` forms the residual with given coefficients; `least_squares_loss` is the
 objective whose minimiser over (coef, intercept) is that regression, so coefficients trained
 on it (on stop-gradient codes) track the regression while the codes change.
-`residual_cross_covariance` measures what is left. The same least-squares fit of one
-modality's code on the other's (over clean pairs) gives each modality's linear prediction of
-its partner, whose least-squares coefficients on directions uncorrelated with the partner
-(exclusive content) are zero. docs/disncl.md ("Exact linear
+`residual_cross_covariance` measures what is left. `cross_correlation` is the (weighted)
+Pearson cross-correlation of two codes' dimensions: scale-free per dimension, the quantity a
+penalty must drive to zero to make one code carry nothing linear of another. The same
+least-squares fit of one modality's code on the other's (over clean pairs) gives each
+modality's linear prediction of its partner, whose least-squares coefficients on directions
+uncorrelated with the partner (exclusive content) are zero. docs/disncl.md ("Exact linear
 decorrelation") says how DisNCL uses them.
 """
 
@@ -69,4 +71,34 @@ def residual_cross_covariance(r: jax.Array, x: jax.Array) -> jax.Array:
     return rc.T @ xc / r.shape[0]
 
 
-__all__ = ["least_squares_loss", "linear_residual", "residual_cross_covariance"]
+def cross_correlation(
+    a: jax.Array, b: jax.Array, weights: jax.Array | None = None, eps: float = 1e-8
+) -> jax.Array:
+    """``[Ka, Kb]`` Pearson correlations of the columns of ``a`` ``[N, Ka]`` and ``b``
+    ``[N, Kb]`` over the rows, each row weighted by ``weights`` ``[N]`` (optional; integer
+    weights give the correlation of the rows repeated that many times). Invariant to each
+    column's scale and shift; ``eps`` keeps a constant column at correlation 0."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"cross_correlation needs a [N, Ka] and b [N, Kb] with the same N; got a "
+            f"{a.shape}, b {b.shape}"
+        )
+    if weights is None:
+        weights = jnp.ones((a.shape[0],), a.dtype)
+    if weights.shape != (a.shape[0],):
+        raise ValueError(f"cross_correlation: weights must be [{a.shape[0]}], got {weights.shape}")
+    p = weights / jnp.maximum(jnp.sum(weights), eps)
+    ac = a - p @ a
+    bc = b - p @ b
+    cov = (ac * p[:, None]).T @ bc
+    sa = jnp.sqrt(p @ (ac * ac) + eps)
+    sb = jnp.sqrt(p @ (bc * bc) + eps)
+    return cov / (sa[:, None] * sb[None, :])
+
+
+__all__ = [
+    "cross_correlation",
+    "least_squares_loss",
+    "linear_residual",
+    "residual_cross_covariance",
+]

@@ -8,9 +8,12 @@ For modality m with backbone code h_m (the pooled, unit-norm output of `RegionEn
                          least-squares coefficients of u_m on x_m (fitted by the task);
   with `decorrelation="predict"`: s_m = L2(u_m C_m), C_m the least-squares coefficients of
                          the partner's u on u_m over clean pairs (fitted by the task)
-  x_m = L2(W^x_m h_m + b)  MEI code (unit norm like s_m: a bounded scale keeps CLUB's
+  x_m = L2(a_m), a_m = W^x_m h_m + b  MEI code (unit norm like s_m: a bounded scale keeps CLUB's
                          Gaussian q(x|s) fittable; unnormalised codes grew until its NLL
                          reached ~70 nats per modality)
+  with `mei_decorrelation="regress"`: x_m = L2(L2(a_m) - s_m D_m), D_m the least-squares
+                         coefficients of L2(a_m) on the stop-gradient s_m (fitted by the task):
+                         the MEI code keeps only what the MII code does not linearly carry
   critic_m(x, h) = (U_m x) . h    separable critic for the InfoNCE bound on I(x_m; h_m)
 The heads are linear so that what the codes carry is decided by the objective, not by extra
 capacity (docs/disncl.md).
@@ -26,6 +29,7 @@ from jaxmr.losses.decorrelation import linear_residual
 from jaxmr.models.retrieval import GRUTextEncoder, RegionEncoder, l2_normalise
 
 DECORRELATIONS = ("none", "regress", "predict")
+MEI_DECORRELATIONS = ("none", "regress")
 
 
 class _Heads(nnx.Module):
@@ -36,6 +40,7 @@ class _Heads(nnx.Module):
         mei_dim: int,
         *,
         decorrelation: str = "none",
+        mei_decorrelation: str = "none",
         decor_scale: float = 10.0,
         rngs: nnx.Rngs,
     ):
@@ -57,6 +62,35 @@ class _Heads(nnx.Module):
             self.decor_coef = nnx.Param(jnp.zeros((mii_dim, mii_dim), jnp.float32))
             self.decor_intercept = nnx.Param(jnp.zeros((mii_dim,), jnp.float32))
             self.decor_scale = float(decor_scale)
+        self.mei_decorrelation = mei_decorrelation
+        if mei_decorrelation == "regress":
+            # Regression of the pre-normalisation MEI code a on the (stop-gradient) MII code
+            # s, fitted by the task's least-squares term; zero at the start (x as without it).
+            self.mei_decor_coef = nnx.Param(jnp.zeros((mii_dim, mei_dim), jnp.float32))
+            self.mei_decor_intercept = nnx.Param(jnp.zeros((mei_dim,), jnp.float32))
+            self.decor_scale = float(decor_scale)
+
+    def mei_decor(self) -> tuple[jax.Array, jax.Array]:
+        """(coef, intercept) of the fitted regression of a on s [mii, mei] (coef = scale *
+        param), for `mei_decorrelation="regress"`."""
+        return self.decor_scale * self.mei_decor_coef[...], self.mei_decor_intercept[...]
+
+    def mei_code(self, h: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(a, x): the MEI head's output a = W^x h + b and the MEI code x = L2(a), or with
+        `mei_decorrelation="regress"` a = L2(W^x h + b) and x = L2(a - stop_gradient(s) D)
+        with D held fixed here (trained only by the task's least-squares fit): nothing the
+        MII code linearly carries stays in the MEI code, and the MEI objectives do not reach
+        s through it. a is unit-norm there so that the fit's error stays bounded: on the raw
+        head output, whose scale nothing fixes, it grew to ~30 and its gradient (10x the
+        default's) dominated the clipped global norm, throttling matching
+        (docs/disncl.md)."""
+        a = self.mei(h)
+        if self.mei_decorrelation == "regress":
+            a = l2_normalise(a)
+            coef, _ = self.mei_decor()
+            a_res = linear_residual(a, jax.lax.stop_gradient(s), jax.lax.stop_gradient(coef))
+            return a, l2_normalise(a_res)
+        return a, l2_normalise(a)
 
     def decor(self) -> tuple[jax.Array, jax.Array]:
         """(coef, intercept) of the fitted regression: of u on x [mei, mii] ("regress"), or
@@ -68,6 +102,10 @@ class _Heads(nnx.Module):
 
     def __call__(self, h: jax.Array) -> dict[str, jax.Array]:
         u = self.mii(h)
+        if self.mei_decorrelation == "regress":
+            s = l2_normalise(u)
+            a, x = self.mei_code(h, s)
+            return {"h": h, "u": u, "s": s, "a": a, "x": x}
         x = l2_normalise(self.mei(h))
         if self.decorrelation == "regress":
             coef, _ = self.decor()
@@ -106,6 +144,7 @@ class DisNCLNet(nnx.Module):
         pool: str = "mean",
         similarity: str = "mii",
         decorrelation: str = "none",
+        mei_decorrelation: str = "none",
         decor_scale: float = 10.0,
         rngs: nnx.Rngs,
     ):
@@ -116,12 +155,28 @@ class DisNCLNet(nnx.Module):
                 f"config.model.mii_decorrelation must be one of {DECORRELATIONS}, got "
                 f"{decorrelation!r}"
             )
+        if mei_decorrelation not in MEI_DECORRELATIONS:
+            raise ValueError(
+                f"config.model.mei_decorrelation must be one of {MEI_DECORRELATIONS}, got "
+                f"{mei_decorrelation!r}"
+            )
+        if mei_decorrelation != "none" and decorrelation != "none":
+            raise ValueError(
+                "config.model.mei_decorrelation and config.model.mii_decorrelation cannot both "
+                f"be on (got {mei_decorrelation!r} and {decorrelation!r}): each code would be "
+                "the residual of the other"
+            )
         self.image = RegionEncoder(feature_dim, embed_dim, rngs=rngs)
         self.text = GRUTextEncoder(vocab_size, embed_dim, word_dim=word_dim, pool=pool, rngs=rngs)
-        dec = dict(decorrelation=decorrelation, decor_scale=decor_scale)
+        dec = dict(
+            decorrelation=decorrelation,
+            mei_decorrelation=mei_decorrelation,
+            decor_scale=decor_scale,
+        )
         self.image_heads = _Heads(embed_dim, mii_dim, mei_dim, **dec, rngs=rngs)
         self.text_heads = _Heads(embed_dim, mii_dim, mei_dim, **dec, rngs=rngs)
         self.decorrelation = decorrelation
+        self.mei_decorrelation = mei_decorrelation
         self.similarity = similarity
 
     def image_codes(self, regions: jax.Array) -> dict[str, jax.Array]:

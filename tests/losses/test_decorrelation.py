@@ -63,3 +63,29 @@ def test_shape_errors_name_the_shapes():
         linear_residual(jnp.zeros((4, 2)), jnp.zeros((4, 1)), jnp.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"intercept \(3,\)"):
         least_squares_loss(jnp.zeros((4, 2)), jnp.zeros((4, 1)), jnp.zeros((1, 2)), jnp.zeros(3))
+
+
+def test_cross_correlation_against_numpy_and_weights_as_repeats():
+    from jaxmr.losses import cross_correlation
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(40, 3))
+    b = 0.7 * a[:, :2] + rng.normal(size=(40, 2))
+    got = np.asarray(cross_correlation(jnp.asarray(a), jnp.asarray(b)))
+    want = np.corrcoef(a.T, b.T)[:3, 3:]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert abs(want[0, 0]) > 0.3  # the fixture is correlated, so the check is not vacuous
+    # scale- and shift-free per column
+    scaled = np.asarray(cross_correlation(jnp.asarray(5.0 * a + 3.0), jnp.asarray(0.01 * b)))
+    np.testing.assert_allclose(scaled, want, atol=1e-4)
+    # integer weights = rows repeated; a zero weight drops the row
+    w = rng.integers(0, 4, size=40).astype(np.float64)
+    rep = np.repeat(np.arange(40), w.astype(int))
+    got_w = np.asarray(cross_correlation(jnp.asarray(a), jnp.asarray(b), jnp.asarray(w)))
+    np.testing.assert_allclose(got_w, np.corrcoef(a[rep].T, b[rep].T)[:3, 3:], atol=1e-5)
+    # hand value: perfectly anti-correlated columns, and a constant column reads 0
+    x = jnp.array([[1.0, 2.0], [2.0, 2.0], [3.0, 2.0]])
+    y = jnp.array([[6.0], [4.0], [2.0]])
+    np.testing.assert_allclose(cross_correlation(x, y), [[-1.0], [0.0]], atol=1e-4)
+    with pytest.raises(ValueError, match="same N"):
+        cross_correlation(jnp.ones((3, 2)), jnp.ones((4, 2)))

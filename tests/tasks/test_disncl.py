@@ -138,6 +138,9 @@ def test_neighbour_precision_reads_which_codes_find_true_positives():
         "strong",
         "decorr",
         "predict",
+        "mei_resid",
+        "excl",
+        "excl_decorr",
         "full_emb",
         "single",
     ],
@@ -216,6 +219,131 @@ def test_decorrelation_coefficients_are_trained_only_by_their_fit(cache, fit_wei
     assert float(jnp.max(jnp.abs(g["mei"]["kernel"]))) > 0.0
     r = c["u"] - c["x"] @ coef
     np.testing.assert_allclose(c["s"], r / jnp.linalg.norm(r, axis=-1, keepdims=True), atol=1e-5)
+
+
+def test_mei_residual_coefficients_are_trained_only_by_their_fit(cache):
+    """`ablation=mei_resid`: x = L2(a - s D) with D and s held fixed in the forward pass, so
+    D's gradient is the least-squares fit's alone and the MII head gets no gradient from the
+    MEI objectives through x; with D at the closed-form regression of a on s the residual has
+    zero cross-covariance with s (what the held-out linear MI reads)."""
+    import jax.numpy as jnp
+
+    from jaxmr.losses import least_squares_loss, residual_cross_covariance
+    from jaxmr.train.task import StepContext
+
+    config = _config(cache, "smoke,ablation=mei_resid")
+    task = build_task(config)
+    batch = task.make_sampler(batch_size=32, seed=0).batch(0)
+    params = task.init_fn(jax.random.key(0))
+    heads = params["net_a"]["image_heads"]
+    heads["mei_decor_coef"] = 0.01 * jnp.ones_like(heads["mei_decor_coef"])
+    ctx = StepContext(step=np.int32(0), epoch=np.int32(5), key=jax.random.key(0), carry={})
+    phase = task.phases[0]
+    grads = jax.grad(lambda p: phase.loss_fn(p, batch, ctx)[0])(params)
+    g = grads["net_a"]["image_heads"]
+    dims = (batch["images"].shape[-1], task.info["data"].vocab_size)
+    nets = Nets(config.model, *dims, task.info["nets"], disentangled=True)
+    model = nets.bind(params, "net_a")
+    c = model.image_codes(batch["images"])
+    coef, intercept = model.heads("image").mei_decor()
+    fit_grad = jax.grad(lambda d: least_squares_loss(c["a"], c["s"], d, intercept))(coef)
+    scale = config.model.decor_scale
+    np.testing.assert_allclose(g["mei_decor_coef"], scale * fit_grad, atol=1e-5)
+    assert float(jnp.max(jnp.abs(fit_grad))) > 1e-3
+    r = c["a"] - c["s"] @ coef
+    np.testing.assert_allclose(c["x"], r / jnp.linalg.norm(r, axis=-1, keepdims=True), atol=1e-5)
+    # with D at the closed-form regression (with intercept) of a on s: x's pre-normalisation
+    # residual is uncorrelated with s; without it, it is not
+    s_, a_ = np.asarray(c["s"], np.float64), np.asarray(c["a"], np.float64)
+    design = np.concatenate([s_, np.ones((s_.shape[0], 1))], axis=1)
+    sol = np.linalg.lstsq(design, a_, rcond=None)[0][:-1]
+    heads["mei_decor_coef"] = jnp.asarray(sol / scale, jnp.float32)
+    model = nets.bind(params, "net_a")
+    c2 = model.image_codes(batch["images"])
+    res = c2["a"] - c2["s"] @ model.heads("image").mei_decor()[0]
+    assert float(jnp.max(jnp.abs(residual_cross_covariance(res, c2["s"])))) < 1e-5
+    assert float(jnp.max(jnp.abs(residual_cross_covariance(c2["a"], c2["s"])))) > 1e-4
+
+
+def test_mei_partner_penalty_hand_value_and_only_the_mei_head_learns_from_it(cache):
+    """`loss.mei_partner_weight`: sum over modalities of the mean over x_m's dimensions of the
+    summed squared clean-weighted correlations with the partner's MII code, against numpy;
+    its gradient reaches the MEI heads only (not the backbones, not the MII heads)."""
+    import jax.numpy as jnp
+
+    from jaxmr.tasks.retrieval.disncl import mei_partner_penalty
+
+    config = _config(cache, "smoke,ablation=excl")
+    assert config.loss.mei_partner_weight == 1.0
+    task = build_task(config)
+    batch = task.make_sampler(batch_size=32, seed=0).batch(0)
+    params = task.init_fn(jax.random.key(0))
+    dims = (batch["images"].shape[-1], task.info["data"].vocab_size)
+    nets = Nets(config.model, *dims, task.info["nets"], disentangled=True)
+    w = jnp.asarray(np.random.default_rng(0).integers(0, 3, size=32), jnp.float32)
+
+    def penalty(p):
+        model = nets.bind(p, "net_a")
+        img = model.image_codes(batch["images"])
+        txt = model.text_codes(batch["tokens"], batch["lengths"])
+        return mei_partner_penalty(model, img, txt, w), (img, txt)
+
+    val, (img, txt) = penalty(params)
+    rep = np.repeat(np.arange(32), np.asarray(w).astype(int))
+    want = 0.0
+    for x, s in ((img["x"], txt["s"]), (txt["x"], img["s"])):
+        x, s = np.asarray(x, np.float64)[rep], np.asarray(s, np.float64)[rep]
+        k = x.shape[1]
+        rho = np.corrcoef(x.T, s.T)[:k, k:]
+        want += np.mean(np.sum(rho**2, axis=1))
+    np.testing.assert_allclose(float(val), want, rtol=1e-4)
+    grads = jax.grad(lambda p: penalty(p)[0])(params)["net_a"]
+    for heads in ("image_heads", "text_heads"):
+        assert float(jnp.max(jnp.abs(grads[heads]["mei"]["kernel"]))) > 0.0
+        assert float(jnp.max(jnp.abs(grads[heads]["mii"]["kernel"]))) == 0.0
+    for enc in ("image", "text"):
+        assert all(float(jnp.max(jnp.abs(leaf))) == 0.0 for leaf in jax.tree.leaves(grads[enc]))
+    # the phase loss adds it with its weight and logs it
+    from jaxmr.train.task import StepContext
+
+    ctx = StepContext(step=np.int32(0), epoch=np.int32(0), key=jax.random.key(0), carry={})
+    _, aux = task.phases[0].loss_fn(params, batch, ctx)
+    assert np.isfinite(aux["mei_partner_corr"]) and float(aux["mei_partner_corr"]) > 0.0
+
+
+def test_mei_options_keep_the_estimator_only_step_off_the_encoders(cache):
+    """With the MEI residual's coefficients and the exclusivity penalty in the encoder
+    groups, an estimator-only step still leaves every encoder parameter bit-identical."""
+    config = _config(cache, "smoke,ablation=mei_resid", **{"loss.mei_partner_weight": 1.0})
+    task = build_task(config)
+    batch = task.make_sampler(batch_size=16, seed=0).batch(0)
+    state = step_lib.init_state(task, jax.random.key(0), mesh_lib.make_data_mesh(1))
+    est_only = Task(**{**task.__dict__, "phases": (task.phases[2],)})
+    before = jax.device_get(state)
+    after = jax.device_get(
+        jax.jit(step_lib.make_train_step(est_only))(state, batch, jax.random.key(2))[0]
+    )
+    for net in ("net_a", "net_b"):
+        assert "mei_decor_coef" in before.params[net]["image_heads"]
+        for x, y in zip(
+            jax.tree.leaves(before.params[net]), jax.tree.leaves(after.params[net]), strict=True
+        ):
+            np.testing.assert_array_equal(x, y)
+    changed = [
+        not np.array_equal(x, y)
+        for x, y in zip(
+            jax.tree.leaves(before.params["est_net_a"]),
+            jax.tree.leaves(after.params["est_net_a"]),
+            strict=True,
+        )
+    ]
+    assert any(changed)
+
+
+def test_both_decorrelations_at_once_are_refused(cache):
+    config = _config(cache, "smoke,ablation=decorr", **{"model.mei_decorrelation": "regress"})
+    with pytest.raises(ValueError, match="mei_decorrelation and config.model.mii_decorrelation"):
+        build_task(config).init_fn(jax.random.key(0))
 
 
 def test_disncl_smoke_trains_and_evaluates(cache, tmp_path):

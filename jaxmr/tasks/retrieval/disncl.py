@@ -41,6 +41,7 @@ from jaxmr.losses.contrastive import (
     triplet_hinge_loss,
 )
 from jaxmr.losses.decorrelation import (
+    cross_correlation,
     least_squares_loss,
     linear_residual,
     residual_cross_covariance,
@@ -141,6 +142,22 @@ def _trusted_modality(name: str) -> str:
             f"config.loss.neighbour_trusted must be one of {list(table)}, got {name!r}"
         )
     return table[name]
+
+
+def mei_partner_penalty(model, img, txt, w):
+    """Exclusivity of the MEI codes: sum over modalities m of the mean over x_m's dimensions j
+    of sum_k corr_w(x_m,j, s_partner,k)^2, the clean-weighted (w) correlations with the
+    partner modality's stop-gradient MII code. x_m is recomputed from the stop-gradient
+    backbone code h_m (and stop-gradient s_m where the MEI code is a residual on it), so only
+    the MEI head is trained by this term; the backbone and the MII code are not reshaped by
+    it. Zero when no dimension of x_m is linearly correlated with the partner's code."""
+    total = 0.0
+    for m, own, other in (("image", img, txt), ("text", txt, img)):
+        h, s = jax.lax.stop_gradient(own["h"]), jax.lax.stop_gradient(own["s"])
+        _, x = model.heads(m).mei_code(h, s)
+        rho = cross_correlation(x, jax.lax.stop_gradient(other["s"]), weights=w)
+        total = total + jnp.mean(jnp.sum(rho**2, axis=-1))
+    return total
 
 
 def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
@@ -257,6 +274,25 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
                 xcov = xcov + jnp.sum(residual_cross_covariance(r, x) ** 2)
             loss = loss + fit_weight * fit
             extra = {"decor_fit": fit, "decor_xcov_sq": xcov}
+        if model.mei_decorrelation == "regress":
+            # Fit D of x = L2(a - s D), a = L2(W^x h + b), by least squares on stop-gradient
+            # codes (only D and its intercept get this gradient), from the first step (s is
+            # untouched by it, so there is nothing to protect during warm-up); log the
+            # residual's cross-covariance with s that remains.
+            fit, xcov = 0.0, 0.0
+            for m, c in zip(MODALITIES, (img, txt), strict=True):
+                coef, intercept = model.heads(m).mei_decor()
+                a, sm = jax.lax.stop_gradient(c["a"]), jax.lax.stop_gradient(c["s"])
+                fit = fit + least_squares_loss(a, sm, coef, intercept)
+                r = linear_residual(a, sm, jax.lax.stop_gradient(coef))
+                xcov = xcov + jnp.sum(residual_cross_covariance(r, sm) ** 2)
+            loss = loss + loss_cfg.get("mei_decor_fit_weight", 1.0) * fit
+            extra.update({"mei_decor_fit": fit, "mei_decor_xcov_sq": xcov})
+        partner_weight = loss_cfg.get("mei_partner_weight", 0.0)
+        if partner_weight:
+            excl = mei_partner_penalty(model, img, txt, w)
+            loss = loss + partner_weight * excl
+            extra["mei_partner_corr"] = excl
         codes = {
             f"{m}_{k}": jax.lax.stop_gradient(c[k])
             for m, c in zip(MODALITIES, (img, txt), strict=True)

@@ -50,6 +50,7 @@ class Nets:
                 mei_dim=int(model_cfg.mei_dim),
                 similarity=model_cfg.similarity,
                 decorrelation=model_cfg.get("mii_decorrelation", "none"),
+                mei_decorrelation=model_cfg.get("mei_decorrelation", "none"),
                 decor_scale=float(model_cfg.get("decor_scale", 10.0)),
                 rngs=rngs,
                 **common,
