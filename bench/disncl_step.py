@@ -64,6 +64,9 @@ def shape_config(shape: str):
     config = disncl_synthetic.get_config() if shape == "offline" else disncl_f30k.get_config()
     config.num_devices = 1
     config.loss.warmup_epochs = 0  # the clean probabilities of the batch are in use
+    # The PyTorch peer implements the joint soft targets (DisNCL's default before session 5);
+    # the directional default differs in two [B, B] softmaxes, nothing the timing can see.
+    config.loss.update(soft_form="joint", neighbour_weight=0.1, neighbour_trusted="own")
     if shape == "tiny":
         config.batch_size = 16
         config.model.update(embed_dim=32, word_dim=16, mii_dim=8, mei_dim=8)
