@@ -134,6 +134,20 @@ def estimator_loss(est, names, loss_cfg):
     return loss_fn
 
 
+def _residual_fit(model, codes, target: str, inputs: str, coefficients):
+    """The least-squares fit of code `target` on code `inputs` (stop-gradient: only the
+    coefficients `coefficients(heads)` = (coef, intercept) get its gradient), summed over the
+    modalities, and the squared in-batch cross-covariance that the residual keeps."""
+    fit, xcov = 0.0, 0.0
+    for m, c in zip(MODALITIES, codes, strict=True):
+        coef, intercept = coefficients(model.heads(m))
+        y, x = jax.lax.stop_gradient(c[target]), jax.lax.stop_gradient(c[inputs])
+        fit = fit + least_squares_loss(y, x, coef, intercept)
+        r = linear_residual(y, x, jax.lax.stop_gradient(coef))
+        xcov = xcov + jnp.sum(residual_cross_covariance(r, x) ** 2)
+    return fit, xcov
+
+
 def _trusted_modality(name: str) -> str:
     """`loss.neighbour_trusted` as `directional_soft_targets`' `trusted` (images are a)."""
     table = {"own": "own", "image": "a", "text": "b"}
@@ -265,13 +279,7 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
             # Fit the coefficients of s = L2(u - x B) by least squares on stop-gradient codes
             # (only B and its intercept get this gradient); log the in-batch cross-covariance
             # of the residual with x that remains.
-            fit, xcov = 0.0, 0.0
-            for m, c in zip(MODALITIES, (img, txt), strict=True):
-                coef, intercept = model.heads(m).decor()
-                u, x = jax.lax.stop_gradient(c["u"]), jax.lax.stop_gradient(c["x"])
-                fit = fit + least_squares_loss(u, x, coef, intercept)
-                r = linear_residual(u, x, jax.lax.stop_gradient(coef))
-                xcov = xcov + jnp.sum(residual_cross_covariance(r, x) ** 2)
+            fit, xcov = _residual_fit(model, (img, txt), "u", "x", lambda h: h.decor())
             loss = loss + fit_weight * fit
             extra = {"decor_fit": fit, "decor_xcov_sq": xcov}
         if model.mei_decorrelation == "regress":
@@ -279,13 +287,7 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
             # codes (only D and its intercept get this gradient), from the first step (s is
             # untouched by it, so there is nothing to protect during warm-up); log the
             # residual's cross-covariance with s that remains.
-            fit, xcov = 0.0, 0.0
-            for m, c in zip(MODALITIES, (img, txt), strict=True):
-                coef, intercept = model.heads(m).mei_decor()
-                a, sm = jax.lax.stop_gradient(c["a"]), jax.lax.stop_gradient(c["s"])
-                fit = fit + least_squares_loss(a, sm, coef, intercept)
-                r = linear_residual(a, sm, jax.lax.stop_gradient(coef))
-                xcov = xcov + jnp.sum(residual_cross_covariance(r, sm) ** 2)
+            fit, xcov = _residual_fit(model, (img, txt), "a", "s", lambda h: h.mei_decor())
             loss = loss + loss_cfg.get("mei_decor_fit_weight", 1.0) * fit
             extra.update({"mei_decor_fit": fit, "mei_decor_xcov_sq": xcov})
         partner_weight = loss_cfg.get("mei_partner_weight", 0.0)

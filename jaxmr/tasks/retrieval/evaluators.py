@@ -290,29 +290,17 @@ class DisentangleEvaluator(Evaluator):
         n = min(64, len(img["s"]))
         cpi = self.split.captions_per_image
         sv, st = img["s"][:n], txt["s"][: n * cpi : cpi]  # each image with its first caption
+        args = (jnp.asarray(sv @ sv.T), jnp.asarray(st @ st.T), jnp.ones(n))
+        kw = dict(
+            neighbour_weight=float(self.loss_cfg.neighbour_weight),
+            temperature=float(self.loss_cfg.target_temperature),
+        )
         if str(self.loss_cfg.get("soft_form", "joint")) == "directional":
             # The image -> caption targets, rows scaled to 1 so the mass reads as a share.
-            y = np.asarray(
-                directional_soft_targets(
-                    jnp.asarray(sv @ sv.T),
-                    jnp.asarray(st @ st.T),
-                    jnp.ones(n),
-                    neighbour_weight=float(self.loss_cfg.neighbour_weight),
-                    temperature=float(self.loss_cfg.target_temperature),
-                    normalise=True,
-                )[0]
-            )
+            y = np.asarray(directional_soft_targets(*args, **kw, normalise=True)[0])
         else:
-            y = np.asarray(
-                soft_correspondence_targets(
-                    jnp.asarray(sv @ sv.T),
-                    jnp.asarray(st @ st.T),
-                    jnp.ones(n),
-                    neighbour_weight=float(self.loss_cfg.neighbour_weight),
-                    temperature=float(self.loss_cfg.target_temperature),
-                    gate=str(self.loss_cfg.neighbour_gate),
-                )
-            )
+            gate = str(self.loss_cfg.neighbour_gate)
+            y = np.asarray(soft_correspondence_targets(*args, **kw, gate=gate))
         shared = np.asarray(f["shared"])[:n]
         positives = np.all(shared[:, None, :] == shared[None, :, :], axis=-1).astype(float)
         figures.append(plot_soft_targets(y, positives, os.path.join(out_dir, "soft_targets.png")))
