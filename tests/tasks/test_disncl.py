@@ -125,6 +125,25 @@ def test_neighbour_precision_reads_which_codes_find_true_positives():
     assert 0.9 < out["neighbour_precision/positive_rows"] <= 1.0
 
 
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("loss.soft_form", "jiont"),
+        ("loss.target_mass", "normalized"),
+        ("loss.neighbour_trusted", "caption"),
+    ],
+)
+def test_bad_soft_target_keys_are_named(cache, key, value):
+    from jaxmr.train.task import StepContext
+
+    task = build_task(_config(cache, **{key: value}))
+    batch = task.make_sampler(batch_size=16, seed=0).batch(0)
+    params = task.init_fn(jax.random.key(0))
+    ctx = StepContext(step=np.int32(0), epoch=np.int32(5), key=jax.random.key(0), carry={})
+    with pytest.raises(ValueError, match=f"config.{key} must be"):
+        task.phases[0].loss_fn(params, batch, ctx)
+
+
 @pytest.mark.parametrize("ablation", [a for a in disncl_synthetic.ABLATIONS if a != "none"])
 def test_ablations_build(cache, ablation):
     config = _config(cache, f"smoke,ablation={ablation}")

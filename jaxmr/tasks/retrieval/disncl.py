@@ -187,6 +187,11 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
         tau = loss_cfg.temperature
         # matching
         if loss_cfg.targets == "soft" and loss_cfg.soft_form == "directional":
+            if loss_cfg.target_mass not in ("weighted", "normalised"):
+                raise ValueError(
+                    "config.loss.target_mass must be 'weighted' or 'normalised', "
+                    f"got {loss_cfg.target_mass!r}"
+                )
             y_vt, y_tv = directional_soft_targets(
                 jax.lax.stop_gradient(sim_v @ sim_v.T),
                 jax.lax.stop_gradient(sim_t @ sim_t.T),
