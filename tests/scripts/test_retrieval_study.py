@@ -139,6 +139,13 @@ def test_two_tiny_runs_write_outputs_and_are_not_retrained(study, tmp_path, monk
     assert study.main(argv) == 0
     assert os.path.getmtime(result) == mtime
     assert study.main([f"--workdir={workdir}", "--report_only"]) == 0
+    # --reevaluate: the best checkpoints evaluated again (still no training), rows rewritten.
+    assert study.main(argv + ["--methods=ncr", "--reevaluate"]) == 0
+    assert os.path.getmtime(result) > mtime
+    with open(result) as f:
+        again = json.load(f)
+    assert again["rsum"] == res["rsum"] and again["best_step"] == res["best_step"]
+    assert "reused" not in again
 
 
 def test_training_split_auc_is_read_from_the_hook_rows(study, tmp_path):

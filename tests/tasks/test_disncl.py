@@ -8,7 +8,11 @@ import pytest
 from configs import disncl_synthetic
 from jaxmr.evaluate import evaluate
 from jaxmr.tasks import build_task
-from jaxmr.tasks.retrieval.evaluators import heldout_gaussian_mi, neighbour_precision
+from jaxmr.tasks.retrieval.evaluators import (
+    heldout_gaussian_mi,
+    heldout_mlp_mi,
+    neighbour_precision,
+)
 from jaxmr.tasks.retrieval.nets import Nets
 from jaxmr.train import loop
 from jaxmr.train import mesh as mesh_lib
@@ -108,6 +112,19 @@ def test_heldout_gaussian_mi_matches_closed_form():
     true = -0.5 * k * np.log(1 - rho**2)
     assert abs(heldout_gaussian_mi(a, b) - true) < 0.05 * true
     assert heldout_gaussian_mi(a, rng.normal(size=(n, k))) < 0.01
+
+
+def test_heldout_mlp_mi_sees_dependence_the_linear_estimate_cannot():
+    # b = a^2 (plus noise) is uncorrelated with a: the linear estimate reads ~0, the MLP's
+    # (never below the linear one) reads most of it; independent codes read ~0 from both.
+    rng = np.random.default_rng(0)
+    n, k = 3000, 4
+    a = rng.normal(size=(n, 16))
+    b = 0.8 * (a[:, :k] ** 2 - 1) / np.sqrt(2) + 0.6 * rng.normal(size=(n, k))
+    true = -0.5 * k * np.log(0.36)  # 4.09 nats
+    assert heldout_gaussian_mi(a, b) < 0.05
+    assert 0.4 * true < heldout_mlp_mi(a, b) < 1.05 * true
+    assert heldout_mlp_mi(a, rng.normal(size=(n, k))) < 0.05
 
 
 def test_neighbour_precision_reads_which_codes_find_true_positives():
