@@ -10,7 +10,8 @@
   where they parse (numbers, booleans, tuples), else kept as strings;
 - `run_jobs(fn, jobs, ...)`: runs `fn(job)` in this process or in spawned workers and reports
   each finished run (or its error) as soon as it is done, so tables can be rewritten after
-  every run.
+  every run. SIGTERM/SIGINT to the study process reach the workers too: each running run
+  saves its checkpoint and stops, queued runs do not start.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import ast
 import csv
 import json
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -132,6 +135,28 @@ def plot_mean_std(
     plt.close(fig)
 
 
+_STOP_EVENT = None
+
+
+def _worker_init(event) -> None:
+    """A worker in its own process group, so that a terminal's Ctrl-C reaches only the study
+    process, which forwards one SIGTERM (a second signal would kill a worker mid-save)."""
+    global _STOP_EVENT
+    _STOP_EVENT = event
+    os.setpgrp()
+
+
+def _guarded(fn: Callable[[dict], dict], job: dict) -> dict:
+    """`fn(job)` in a worker, unless the study was signalled before the job started."""
+    if _STOP_EVENT is not None and _STOP_EVENT.is_set():
+        raise NotStarted(f"{job.get('workdir', job)}: not started, the study was stopped")
+    return fn(job)
+
+
+class NotStarted(RuntimeError):
+    """A queued job that a worker skipped because the study had been signalled to stop."""
+
+
 def run_jobs(
     fn: Callable[[dict], dict],
     jobs: Sequence[dict],
@@ -143,7 +168,12 @@ def run_jobs(
     """Runs `fn` on every job: in this process when `workers` is 1, else in `workers` spawned
     processes (`fn` must then be importable by name). `on_done(job, row)` follows each finished
     run; `on_error(job, exc)` each failed one and returns whether to go on (False: pending jobs
-    are cancelled and running ones are waited for)."""
+    are cancelled and running ones are waited for).
+
+    With workers, SIGTERM/SIGINT to this process send one SIGTERM to every worker (whose
+    training loop saves a checkpoint after its current step and stops, as a run in this
+    process does) and jobs not yet started are skipped; a second signal acts as usual on this
+    process only. Before, a `kill` of the study left its workers training on, orphaned."""
     if workers <= 1:
         for job in jobs:
             try:
@@ -154,16 +184,50 @@ def run_jobs(
                 continue
             on_done(job, row)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        pending = {pool.submit(fn, job): job for job in jobs}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                job = pending.pop(fut)
-                exc = fut.exception()
-                if exc is None:
-                    on_done(job, fut.result())
-                elif not on_error(job, exc):
-                    for other in pending:
-                        other.cancel()
-                    pending = {f: j for f, j in pending.items() if not f.cancelled()}
+    ctx = get_context("spawn")
+    event = ctx.Event()
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_worker_init, initargs=(event,)
+    ) as pool:
+        pending = {pool.submit(_guarded, fn, job): job for job in jobs}
+        old = {}
+
+        def forward(signum, frame):
+            event.set()
+            for sig, handler in old.items():  # a second signal acts as usual
+                signal.signal(sig, handler)
+            for fut in pending:
+                fut.cancel()
+            for proc in list((pool._processes or {}).values()):
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            print(
+                f"received {signal.Signals(signum).name}: SIGTERM sent to the workers, which "
+                "save and stop; queued runs will not start",
+                flush=True,
+            )
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                old[sig] = signal.signal(sig, forward)
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = pending.pop(fut)
+                    if fut.cancelled():
+                        continue
+                    exc = fut.exception()
+                    if isinstance(exc, NotStarted):
+                        continue
+                    if exc is None:
+                        on_done(job, fut.result())
+                    elif not on_error(job, exc):
+                        for other in pending:
+                            other.cancel()
+                        pending = {f: j for f, j in pending.items() if not f.cancelled()}
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
