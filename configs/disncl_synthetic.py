@@ -5,9 +5,13 @@
 
 Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:noise=`,
 `:convention=`, `:size=`), plus `:ablation=` for the study:
-  none      the full objective (soft targets, L_Dis, L_reg with CLUB-sample)
-  no_dis    without L_Dis and L_reg (matching on MII codes only)
-  no_reg    without L_reg
+  none      the full objective: soft targets, L_Dis, and I(s; x) minimised by L_reg
+            (CLUB-sample) together with the MEI code's exact linear decorrelation from the MII
+            code (`model.mei_decorrelation="regress"`, the default since session 6)
+  no_dis    without L_Dis and L_reg (matching on MII codes only; no decorrelation)
+  no_reg    without anything that minimises I(s; x): no L_reg, no decorrelation
+  no_club   without L_reg's CLUB term, the decorrelation kept
+  no_mei_resid  without the decorrelation, L_reg's CLUB term kept (the default of session 5)
   hard      hard (identity, clean-weighted) targets instead of soft many-to-many ones
   joint     the soft targets of the first studies: one target matrix from the joint image +
             caption affinities, rows normalised to 1, lambda = 0.1 (`loss.soft_form="joint"`)
@@ -26,9 +30,10 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
   predict   the MII code as each modality's linear prediction of the other's: s_m =
             L2(u_m C_m) with C_m the fitted least-squares regression of the partner's u on u_m
             over clean pairs (`model.mii_decorrelation="predict"`)
-  mei_resid the MEI code exactly linearly decorrelated from the MII code instead: x = L2(a -
-            s D), a = L2(W^x h + b), D the fitted least-squares regression of a on the
-            stop-gradient s (`model.mei_decorrelation="regress"`); s is untouched
+  mei_resid the MEI code exactly linearly decorrelated from the MII code: x = L2(a - s D),
+            a = L2(W^x h + b), D the fitted least-squares regression of a on the
+            stop-gradient s (`model.mei_decorrelation="regress"`); s is untouched. The
+            default since session 6, so the same as `none` (kept for the study's rows)
   excl      an exclusivity penalty on the MEI code: its squared clean-weighted correlations
             with the partner modality's stop-gradient MII code (`loss.mei_partner_weight=1`)
   excl_decorr  `excl` and `decorr` together: the MII code is the residual of its head on an
@@ -46,6 +51,8 @@ ABLATIONS = (
     "none",
     "no_dis",
     "no_reg",
+    "no_club",
+    "no_mei_resid",
     "hard",
     "affinity",
     "mutual",
@@ -72,10 +79,13 @@ def get_config(arg=None):
     config.model.mei_dim = 16 if a.smoke else 64
     if a.ablation not in ABLATIONS:
         raise ValueError(f"ablation must be one of {ABLATIONS}, got {a.ablation!r}")
+    if a.ablation in ("no_dis", "no_reg", "no_mei_resid", "decorr", "predict", "excl_decorr"):
+        # The MII-side decorrelations cannot be combined with the MEI-side one.
+        config.model.mei_decorrelation = "none"
     if a.ablation == "no_dis":
         config.loss.lambda_dis = 0.0
         config.loss.lambda_reg = 0.0
-    elif a.ablation == "no_reg":
+    elif a.ablation in ("no_reg", "no_club"):
         config.loss.lambda_reg = 0.0
     elif a.ablation == "hard":
         config.loss.targets = "hard"

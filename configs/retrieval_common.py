@@ -80,8 +80,8 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             mii_decorrelation="none",
             # DisNCL: none; regress = x = L2(a - s D), a = L2(W^x h + b): the MEI code's linear
             # decorrelation from the (stop-gradient) MII code by a fitted regression
-            # D = decor_scale * parameter.
-            mei_decorrelation="none",
+            # D = decor_scale * parameter (DisNCL's default since session 6: docs/disncl.md).
+            mei_decorrelation="regress" if method == "disncl" else "none",
             decor_scale=10.0,
         )
     )

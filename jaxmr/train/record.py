@@ -47,6 +47,7 @@ LEGACY = {
     "model.target_basis": "pca",  # Recipe1M: the CCA target basis became the default later
     "loss.soft_form": "joint",  # DisNCL: directional soft targets became the default later
     "loss.neighbour_trusted": "own",  # DisNCL: caption-trusted neighbours likewise
+    "model.mei_decorrelation": "none",  # DisNCL: the MEI code's linear removal likewise
 }
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
