@@ -36,6 +36,10 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
             default since session 6, so the same as `none` (kept for the study's rows)
   excl      an exclusivity penalty on the MEI code: its squared clean-weighted correlations
             with the partner modality's stop-gradient MII code (`loss.mei_partner_weight=1`)
+  excl_resid  the MEI code made exclusive by removing its `model.exclusive_k` = 24 (smoke: 6)
+            canonical variates most correlated with the partner's MII code (running CCA), and
+            the MII code the exact linear residual on the remaining exclusive variates
+            (`model.mii_decorrelation="exclusive"`), both after warm-up
   excl_decorr  `excl` and `decorr` together: the MII code is the residual of its head on an
             MEI code pushed to carry no partner-predictable (shared) content
   full_emb  similarity (and the split) on the whole backbone code instead of the MII code
@@ -64,6 +68,7 @@ ABLATIONS = (
     "mei_resid",
     "excl",
     "excl_decorr",
+    "excl_resid",
     "full_emb",
     "single",
 )
@@ -117,6 +122,9 @@ def get_config(arg=None):
     elif a.ablation == "excl_decorr":
         config.loss.mei_partner_weight = 1.0
         config.model.mii_decorrelation = "regress"
+    elif a.ablation == "excl_resid":
+        config.model.mii_decorrelation = "exclusive"
+        config.model.exclusive_k = 6 if a.smoke else 24
     elif a.ablation == "full_emb":
         config.model.similarity = "full"
     elif a.ablation == "single":

@@ -77,7 +77,12 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             # from the MEI code by a fitted regression; predict = s_m = L2(u_m C_m), the
             # fitted linear prediction of the partner's u (docs/disncl.md); B = decor_scale *
             # parameter, C = I + decor_scale * parameter (Adam's step per entry is ~lr).
+            # exclusive = x~ = x without its exclusive_k canonical variates most correlated
+            # with the partner's MII code (CCA on running moments), s = L2(u - v G), the exact
+            # residual of u on x~'s remaining (exclusive) variates v (docs/disncl.md).
             mii_decorrelation="none",
+            exclusive_k=24,  # exclusive: partner-correlated variates kept out of x~ (< mei_dim)
+            exclusive_ridge=1e-3,  # exclusive: CCA's ridge, relative to the mean variance
             # DisNCL: none; regress = x = L2(a - s D), a = L2(W^x h + b): the MEI code's linear
             # decorrelation from the (stop-gradient) MII code by a fitted regression
             # D = decor_scale * parameter (DisNCL's default since session 6: docs/disncl.md).
@@ -129,7 +134,10 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             decor_fit_weight=1.0,  # least-squares fit of B or C (model.mii_decorrelation)
             decor_after_warmup=True,  # B, C stay at their start (0, I) during warm-up
             decor_ridge=0.0,  # predict: + decor_ridge * ||C - I||_F^2 in C's fit
-            mei_decor_fit_weight=1.0,  # least-squares fit of D (model.mei_decorrelation)
+            mei_decor_fit_weight=1.0,
+            # model.mii_decorrelation="exclusive": rate of the running moments' moving average
+            # (0.02: a time constant of 50 steps); its gate follows decor_after_warmup.
+            exclusive_stat_rate=0.02,  # least-squares fit of D (model.mei_decorrelation)
             # + mei_partner_weight * mean_j sum_k corr(x_m,j, s_partner,k)^2 (clean-weighted,
             # partner's MII code stop-gradient, x_m from the stop-gradient backbone code: only
             # the MEI head is trained by it): pushes shared content out of the MEI code.

@@ -30,7 +30,7 @@ Every table is rewritten after each finished run.
 Methods map to a config file and its argument: the baselines to configs/ncr_synthetic.py
 (`method=vsepp|infonce|ncr`), DisNCL and its ablations to configs/disncl_synthetic.py
 (`ablation=none|no_dis|no_reg|hard|joint|affinity|mutual|directional|strong|decorr|
-predict|mei_resid|excl|excl_decorr|full_emb|single`); the setting adds `noise=` and
+predict|mei_resid|excl|excl_decorr|excl_resid|full_emb|single`); the setting adds `noise=` and
 `convention=`.
 
 `--steps_scale=f` shortens (or lengthens) every run by multiplying its schedule in whole
@@ -92,6 +92,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "disncl_mei_resid": ("disncl_synthetic", "ablation=mei_resid"),
     "disncl_excl": ("disncl_synthetic", "ablation=excl"),
     "disncl_excl_decorr": ("disncl_synthetic", "ablation=excl_decorr"),
+    "disncl_excl_resid": ("disncl_synthetic", "ablation=excl_resid"),
     "disncl_full_emb": ("disncl_synthetic", "ablation=full_emb"),
     "disncl_single": ("disncl_synthetic", "ablation=single"),
 }
@@ -115,6 +116,7 @@ METHOD_NOTES = {
     "disncl_mei_resid": "DisNCL with the MEI code linearly decorrelated (the default now)",
     "disncl_excl": "DisNCL with the MEI code's correlation with the partner's MII code penalised",
     "disncl_excl_decorr": "DisNCL with an exclusive MEI code and the MII code decorrelated from it",
+    "disncl_excl_resid": "DisNCL with x made exclusive by running CCA and s its exact residual",
     "disncl_full_emb": "DisNCL with similarity on the whole embedding instead of the MII code",
     "disncl_single": "DisNCL with one network on its own split (no co-teaching)",
 }

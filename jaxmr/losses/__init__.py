@@ -15,9 +15,12 @@ from jaxmr.losses.contrastive import (
     triplet_hinge_loss,
 )
 from jaxmr.losses.decorrelation import (
+    canonical_directions,
     cross_correlation,
+    exclusive_residual,
     least_squares_loss,
     linear_residual,
+    regression_coefficients,
     residual_cross_covariance,
 )
 from jaxmr.losses.flow import (
@@ -70,9 +73,12 @@ from jaxmr.losses.vae import (
 )
 
 __all__ = [
+    "canonical_directions",
     "cross_correlation",
+    "exclusive_residual",
     "least_squares_loss",
     "linear_residual",
+    "regression_coefficients",
     "residual_cross_covariance",
     "ncr_label_prediction",
     "batched_jacobian",

@@ -8,6 +8,13 @@ For modality m with backbone code h_m (the pooled, unit-norm output of `RegionEn
                          least-squares coefficients of u_m on x_m (fitted by the task);
   with `decorrelation="predict"`: s_m = L2(u_m C_m), C_m the least-squares coefficients of
                          the partner's u on u_m over clean pairs (fitted by the task)
+  with `decorrelation="exclusive"`: x_m = x~_m, the raw MEI code L2(a_m) without its
+                         `exclusive_k` canonical variates most correlated with the partner's MII
+                         code, and s_m = L2(u_m - v_m G_m), v_m the remaining (exclusive)
+                         variates, G_m their least-squares coefficients for u_m: all from
+                         running moments the module holds (`stat_*`, an exact running average
+                         kept by the task; `jaxmr.losses.exclusive_residual`), applied as
+                         `gate_on` (0 during warm-up, then 1) says
   x_m = L2(a_m), a_m = W^x_m h_m + b  MEI code (unit norm like s_m: a bounded scale keeps CLUB's
                          Gaussian q(x|s) fittable; unnormalised codes grew until its NLL
                          reached ~70 nats per modality)
@@ -25,10 +32,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxmr.losses.decorrelation import linear_residual
+from jaxmr.losses.decorrelation import exclusive_residual, linear_residual
 from jaxmr.models.retrieval import GRUTextEncoder, RegionEncoder, l2_normalise
 
-DECORRELATIONS = ("none", "regress", "predict")
+DECORRELATIONS = ("none", "regress", "predict", "exclusive")
+# Names of the running moments of `decorrelation="exclusive"` (a leaf whose name starts with
+# `stat_` or `gate_` is not trained by gradient: the task's optimiser sets it, see
+# `jaxmr.tasks.retrieval.disncl.exclusive_moments`).
+EXCLUSIVE_STATS = ("stat_count", "stat_mean_x", "stat_mean_u", "stat_mean_p", "stat_xx",
+                   "stat_pp", "stat_xp", "stat_xu")  # fmt: skip
 MEI_DECORRELATIONS = ("none", "regress")
 
 
@@ -42,6 +54,8 @@ class _Heads(nnx.Module):
         decorrelation: str = "none",
         mei_decorrelation: str = "none",
         decor_scale: float = 10.0,
+        exclusive_k: int = 0,
+        exclusive_ridge: float = 1e-3,
         rngs: nnx.Rngs,
     ):
         for key, value, allowed in (
@@ -75,6 +89,19 @@ class _Heads(nnx.Module):
             self.decor_coef = nnx.Param(jnp.zeros((mii_dim, mii_dim), jnp.float32))
             self.decor_intercept = nnx.Param(jnp.zeros((mii_dim,), jnp.float32))
             self.decor_scale = float(decor_scale)
+        elif decorrelation == "exclusive":
+            # Running (uncentred) moments of the raw MEI code x, the MII head's output u and
+            # the partner modality's MII code p, and the count that de-biases them (all zero
+            # at the start); the gate of the removal (0: s and x as without it).
+            z = lambda *shape: nnx.Param(jnp.zeros(shape, jnp.float32))  # noqa: E731
+            self.stat_count = z()
+            self.stat_mean_x, self.stat_mean_u = z(mei_dim), z(mii_dim)
+            self.stat_mean_p = z(mii_dim)
+            self.stat_xx, self.stat_pp = z(mei_dim, mei_dim), z(mii_dim, mii_dim)
+            self.stat_xp, self.stat_xu = z(mei_dim, mii_dim), z(mei_dim, mii_dim)
+            self.gate_on = z()
+            self.exclusive_k = int(exclusive_k)
+            self.exclusive_ridge = float(exclusive_ridge)
         self.mei_decorrelation = mei_decorrelation
         if mei_decorrelation == "regress":
             # Regression of the pre-normalisation MEI code a on the (stop-gradient) MII code
@@ -113,8 +140,36 @@ class _Heads(nnx.Module):
             coef = coef + jnp.eye(coef.shape[0], dtype=coef.dtype)
         return coef, self.decor_intercept[...]
 
+    def exclusive_moments(self) -> dict[str, jax.Array]:
+        """The running moments as means and covariances (stop-gradient)."""
+        st = {k: jax.lax.stop_gradient(getattr(self, k)[...]) for k in EXCLUSIVE_STATS}
+        c = jnp.maximum(st["stat_count"], 1e-6)
+        mx, mu, mp = st["stat_mean_x"] / c, st["stat_mean_u"] / c, st["stat_mean_p"] / c
+        return {
+            "mean_x": mx,
+            "cov_xx": st["stat_xx"] / c - jnp.outer(mx, mx),
+            "cov_pp": st["stat_pp"] / c - jnp.outer(mp, mp),
+            "cov_xp": st["stat_xp"] / c - jnp.outer(mx, mp),
+            "cov_xu": st["stat_xu"] / c - jnp.outer(mx, mu),
+        }
+
+    def exclusive_codes(self, u: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(s, x~, canonical correlations): s = L2(u - g v G), x~ = x + g (mean + v C - x)
+        with g = `gate_on` (stop-gradient), from `exclusive_residual` on the running moments.
+        The moments, G and C are held fixed here; the matching gradient reaches u and x."""
+        mom = self.exclusive_moments()
+        r, x_excl, corr = exclusive_residual(
+            u, x, **mom, k=self.exclusive_k, ridge=self.exclusive_ridge
+        )
+        g = jax.lax.stop_gradient(self.gate_on[...])
+        return l2_normalise(u + g * (r - u)), x + g * (x_excl - x), corr
+
     def __call__(self, h: jax.Array) -> dict[str, jax.Array]:
         u = self.mii(h)
+        if self.decorrelation == "exclusive":
+            x_raw = l2_normalise(self.mei(h))
+            s, x, corr = self.exclusive_codes(u, x_raw)
+            return {"h": h, "u": u, "s": s, "x": x, "x_raw": x_raw, "corr": corr}
         if self.mei_decorrelation == "regress":
             s = l2_normalise(u)
             a, x = self.mei_code(h, s)
@@ -159,6 +214,8 @@ class DisNCLNet(nnx.Module):
         decorrelation: str = "none",
         mei_decorrelation: str = "none",
         decor_scale: float = 10.0,
+        exclusive_k: int = 0,
+        exclusive_ridge: float = 1e-3,
         rngs: nnx.Rngs,
     ):
         if similarity not in ("mii", "full"):
@@ -179,12 +236,21 @@ class DisNCLNet(nnx.Module):
                 f"be on (got {mei_decorrelation!r} and {decorrelation!r}): each code would be "
                 "the residual of the other"
             )
+        bad_k = not isinstance(exclusive_k, int) or isinstance(exclusive_k, bool)
+        if decorrelation == "exclusive" and (bad_k or not 0 <= exclusive_k < mei_dim):
+            raise ValueError(
+                f"config.model.exclusive_k must be in [0, mei_dim = {mei_dim}), got {exclusive_k!r}"
+            )
+        if decorrelation == "exclusive" and not float(exclusive_ridge) > 0:
+            raise ValueError(f"config.model.exclusive_ridge must be > 0, got {exclusive_ridge!r}")
         self.image = RegionEncoder(feature_dim, embed_dim, rngs=rngs)
         self.text = GRUTextEncoder(vocab_size, embed_dim, word_dim=word_dim, pool=pool, rngs=rngs)
         dec = dict(
             decorrelation=decorrelation,
             mei_decorrelation=mei_decorrelation,
             decor_scale=decor_scale,
+            exclusive_k=exclusive_k,
+            exclusive_ridge=exclusive_ridge,
         )
         self.image_heads = _Heads(embed_dim, mii_dim, mei_dim, **dec, rngs=rngs)
         self.text_heads = _Heads(embed_dim, mii_dim, mei_dim, **dec, rngs=rngs)

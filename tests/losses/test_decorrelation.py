@@ -89,3 +89,75 @@ def test_cross_correlation_against_numpy_and_weights_as_repeats():
     np.testing.assert_allclose(cross_correlation(x, y), [[-1.0], [0.0]], atol=1e-4)
     with pytest.raises(ValueError, match="same N"):
         cross_correlation(jnp.ones((3, 2)), jnp.ones((4, 2)))
+
+
+def _moments(x, p, u):
+    mx = x.mean(0)
+    cov = lambda a, b: (a - a.mean(0)).T @ (b - b.mean(0)) / a.shape[0]  # noqa: E731
+    return dict(mean_x=mx, cov_xx=cov(x, x), cov_pp=cov(p, p), cov_xp=cov(x, p), cov_xu=cov(x, u))
+
+
+def _exclusive_data(n=4000, seed=0):
+    """x [n, 5]: two directions carry the partner p's content (plus noise), three are
+    independent of p; mixed by a random matrix. u [n, 3] mixes both kinds."""
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=(n, 3))
+    shared = p[:, :2] + 0.2 * rng.normal(size=(n, 2))
+    excl = rng.normal(size=(n, 3))
+    x = np.concatenate([shared, excl], 1) @ rng.normal(size=(5, 5)) + 0.5
+    u = np.concatenate([shared, excl], 1) @ rng.normal(size=(5, 3)) + 0.05 * rng.normal(size=(n, 3))
+    return x, p, u
+
+
+def test_canonical_directions_against_numpy_cca():
+    """The correlations are numpy's CCA (singular values of the whitened cross-covariance)
+    and the variates are uncorrelated with unit variance."""
+    from jaxmr.losses import canonical_directions
+
+    x, p, _ = _exclusive_data(n=2000)
+    m = _moments(x, p, p)
+
+    def inv_sqrt(c):
+        w, v = np.linalg.eigh(c)
+        return v @ np.diag(w**-0.5) @ v.T
+
+    ref = np.linalg.svd(inv_sqrt(m["cov_xx"]) @ m["cov_xp"] @ inv_sqrt(m["cov_pp"]))[1]
+    dirs, corr = canonical_directions(
+        jnp.asarray(m["cov_xx"]), jnp.asarray(m["cov_pp"]), jnp.asarray(m["cov_xp"]), ridge=1e-9
+    )
+    np.testing.assert_allclose(np.asarray(corr)[:3], ref, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(corr)[3:], 0.0)  # x is wider than p
+    d = np.asarray(dirs, np.float64)
+    np.testing.assert_allclose(d.T @ m["cov_xx"] @ d, np.eye(5), atol=1e-3)
+    assert corr[0] > 0.9 and corr[1] > 0.9 and corr[2] < 0.1  # two shared directions
+
+
+def test_exclusive_residual_removes_the_shared_variates_then_x_from_u():
+    """k = 2 (the two shared directions): x~ keeps no correlation with p beyond the third
+    canonical correlation (sample noise), while x had > 0.9; the residual of u has zero
+    cross-covariance with x~ (hence with every linear function of the exclusive variates)
+    but keeps u's shared part. k = 0 is the full least-squares residual of u on x."""
+    from jaxmr.losses import cross_correlation, exclusive_residual
+
+    x, p, u = _exclusive_data()
+    m = {k: jnp.asarray(v) for k, v in _moments(x, p, u).items()}
+    xj, uj = jnp.asarray(x), jnp.asarray(u)
+    r, x_excl, corr = exclusive_residual(uj, xj, **m, k=2, ridge=1e-9)
+    before = np.abs(np.asarray(cross_correlation(xj, jnp.asarray(p))))
+    after = np.abs(np.asarray(cross_correlation(x_excl, jnp.asarray(p))))
+    assert before.max() > 0.5 and after.max() < max(float(corr[2]), 0.05) + 1e-3, (before, after)
+    xc = np.asarray(residual_cross_covariance(r, x_excl))
+    assert np.abs(xc).max() < 1e-4 * np.abs(np.asarray(residual_cross_covariance(uj, xj))).max()
+    # the shared part of u stays: r still predicts p well (R² of p from r by least squares)
+    design = np.concatenate([np.asarray(r), np.ones((len(p), 1))], 1)
+    resid = p[:, :2] - design @ np.linalg.lstsq(design, p[:, :2], rcond=None)[0]
+    assert 1 - resid.var(0).sum() / p[:, :2].var(0).sum() > 0.9
+    # k = 0: u minus its least-squares prediction from x (intercept kept)
+    r0, x0, _ = exclusive_residual(uj, xj, **m, k=0, ridge=1e-9)
+    design = np.concatenate([x, np.ones((len(x), 1))], 1)
+    coef = np.linalg.lstsq(design, u, rcond=None)[0][:-1]
+    # (float32: u is ~3 in scale, its residual ~0.05, so cancellation leaves ~1e-3)
+    np.testing.assert_allclose(np.asarray(r0), u - (x - x.mean(0)) @ coef, atol=3e-3)
+    np.testing.assert_allclose(np.asarray(x0), x, atol=1e-4)  # all variates kept: x itself
+    with pytest.raises(ValueError, match="0 <= k < 5"):
+        exclusive_residual(uj, xj, **m, k=5)

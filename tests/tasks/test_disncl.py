@@ -362,6 +362,61 @@ def test_mei_options_keep_the_estimator_only_step_off_the_encoders(cache):
     assert any(changed)
 
 
+def test_exclusive_moments_are_an_exact_running_average(cache):
+    """`ablation=excl_resid`: one training step from zero leaves every running moment at
+    rate x the batch's moment of the codes of the encoders *before* the step (plain SGD on
+    (P - T): no Adam, no clipping) and the gate at its target (0 in warm-up), while the
+    heads train; with the gate on, the codes are `exclusive_residual` of the moments turned
+    into means and covariances (checked against numpy's centred moments of the batch)."""
+    import jax.numpy as jnp
+
+    from jaxmr.losses import exclusive_residual
+
+    config = _config(cache, "smoke,ablation=excl_resid")
+    task = build_task(config)
+    batch = task.make_sampler(batch_size=64, seed=0).batch(0)
+    state = step_lib.init_state(task, jax.random.key(0), mesh_lib.make_data_mesh(1))
+    init = jax.device_get(state)
+    after, metrics = jax.jit(step_lib.make_train_step(task))(state, batch, jax.random.key(1))
+    assert all(np.isfinite(np.asarray(v)).all() for v in jax.device_get(metrics).values())
+    rate, n = config.loss.exclusive_stat_rate, 64
+    dims = (batch["images"].shape[-1], task.info["data"].vocab_size)
+    nets = Nets(config.model, *dims, task.info["nets"], disentangled=True)
+    model = nets.bind(init.params, "net_a")
+    ci = model.image_codes(batch["images"])
+    ct = model.text_codes(batch["tokens"], batch["lengths"])
+    x, u, p = (np.asarray(a, np.float64) for a in (ci["x_raw"], ci["u"], ct["s"]))
+    h0 = init.params["net_a"]["image_heads"]
+    h1 = jax.device_get(after.params["net_a"]["image_heads"])
+    np.testing.assert_allclose(h1["stat_count"], rate, rtol=1e-6)
+    np.testing.assert_allclose(h1["stat_mean_x"], rate * x.mean(0), atol=1e-6)
+    np.testing.assert_allclose(h1["stat_xx"], rate * x.T @ x / n, atol=1e-6)
+    np.testing.assert_allclose(h1["stat_xp"], rate * x.T @ p / n, atol=1e-6)
+    np.testing.assert_allclose(h1["stat_xu"], rate * x.T @ u / n, atol=1e-5)
+    assert float(h1["gate_on"]) == 0.0  # epoch 0 is warm-up
+    assert np.abs(h1["mii"]["kernel"] - h0["mii"]["kernel"]).max() > 0  # the heads train
+    # gate on, moments of this batch (count 1): s and x~ are exclusive_residual's
+    params = jax.tree.map(lambda a: a, init.params)
+    heads = params["net_a"]["image_heads"]
+    moments = {"stat_count": 1.0, "stat_mean_x": x.mean(0), "stat_mean_u": u.mean(0),
+               "stat_mean_p": p.mean(0), "stat_xx": x.T @ x / n, "stat_pp": p.T @ p / n,
+               "stat_xp": x.T @ p / n, "stat_xu": x.T @ u / n, "gate_on": 1.0}  # fmt: skip
+    for k, v in moments.items():
+        heads[k] = jnp.asarray(v, jnp.float32)
+    c2 = nets.bind(params, "net_a").image_codes(batch["images"])
+    cov = lambda a, b: (a - a.mean(0)).T @ (b - b.mean(0)) / n  # noqa: E731
+    mom = dict(mean_x=x.mean(0), cov_xx=cov(x, x), cov_pp=cov(p, p), cov_xp=cov(x, p),
+               cov_xu=cov(x, u))  # fmt: skip
+    mom = {k: jnp.asarray(v, jnp.float32) for k, v in mom.items()}
+    r, x_excl, _ = exclusive_residual(
+        jnp.asarray(u, jnp.float32), jnp.asarray(x, jnp.float32), **mom,
+        k=config.model.exclusive_k, ridge=config.model.exclusive_ridge,
+    )  # fmt: skip
+    np.testing.assert_allclose(c2["x"], x_excl, atol=2e-3)
+    np.testing.assert_allclose(c2["s"], r / jnp.linalg.norm(r, axis=-1, keepdims=True), atol=2e-3)
+    assert np.abs(np.asarray(c2["s"]) - np.asarray(ci["s"])).max() > 1e-2  # the gate bites
+
+
 def test_both_decorrelations_at_once_are_refused(cache):
     config = _config(cache, "smoke,ablation=decorr", **{"model.mei_decorrelation": "regress"})
     with pytest.raises(ValueError, match="mei_decorrelation and config.model.mii_decorrelation"):

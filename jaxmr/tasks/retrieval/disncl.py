@@ -16,7 +16,9 @@ CLUB conditional q(x_m | s_m) or a density-ratio discriminator per modality):
              (+ decor_fit_weight * the least-squares fit of the coefficients B of
              s = L2(u - x B) when `model.mii_decorrelation="regress"`, or of C in
              s_m = L2(u_m C_m), the prediction of the partner's u, when "predict":
-             docs/disncl.md)
+             docs/disncl.md; with "exclusive", + the running moments' update term
+             `exclusive_moments_loss`, applied by plain SGD at `loss.exclusive_stat_rate`:
+             an exact exponential moving average, `with_running_moments`)
 Phase order: the encoder phases first (`net_a`, `net_b`), each under the estimator as it was at
 the start of the step, each writing its stop-gradient codes {s, x} per modality to the carry
 (`codes_<net>`); then the estimator phase (run `loss.est_repeats` times per step) fits q (or the
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 from jaxmr.losses.contrastive import (
@@ -146,6 +149,67 @@ def _residual_fit(model, codes, target: str, inputs: str, coefficients):
         r = linear_residual(y, x, jax.lax.stop_gradient(coef))
         xcov = xcov + jnp.sum(residual_cross_covariance(r, x) ** 2)
     return fit, xcov
+
+
+def with_running_moments(optimizer, rate: float):
+    """`optimizer` for every parameter of a network except the running moments of
+    `model.mii_decorrelation="exclusive"` (leaves named `stat_*`) and its gate (`gate_*`):
+    those take plain SGD steps of size `rate` and 1 on the gradient of
+    `exclusive_moments_loss`, (P - T), i.e. P <- (1 - rate) P + rate T, an exact exponential
+    moving average of the batch's moments T, and the gate set to its target. They live in the
+    network's parameters so that every forward pass (evaluation included) uses them; the
+    global gradient clipping of `optimizer` sees only its own parameters."""
+    rate = float(rate)
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"config.loss.exclusive_stat_rate must be in (0, 1], got {rate!r}")
+
+    def label(path, _):
+        name = str(getattr(path[-1], "key", path[-1]))
+        if name.startswith(("stat_", "gate_")):
+            return name.split("_")[0]
+        return "main"
+
+    return optax.multi_transform(
+        {"main": optimizer, "stat": optax.sgd(rate), "gate": optax.sgd(1.0)},
+        lambda params: jax.tree_util.tree_map_with_path(label, params),
+    )
+
+
+def exclusive_moments_loss(model, img, txt, gate_target):
+    """sum over modalities of 1/2 ||P - T||^2 over the running moments P (`stat_*`) of the
+    heads and their batch values T (stop-gradient: x the raw MEI code, u the MII head's
+    output, p the partner modality's MII code of the same pairs, every annotated pair
+    counted), plus 1/2 (gate_on - gate_target)^2. Its gradient on P is P - T; the codes get
+    none. Returns (loss, logs): the gap, the canonical correlations at the boundary (the
+    k-th kept and the first removed-from-s variate) and the mean squared in-batch
+    correlation of s with x~ (0 when the removal is exact on the batch)."""
+    total, logs = 0.0, {}
+    for m, own, other in (("image", img, txt), ("text", txt, img)):
+        heads = model.heads(m)
+        sg = jax.lax.stop_gradient
+        x, u, p = sg(own["x_raw"]), sg(own["u"]), sg(other["s"])
+        n = x.shape[0]
+        target = {
+            "stat_count": jnp.ones((), x.dtype),
+            "stat_mean_x": jnp.mean(x, 0),
+            "stat_mean_u": jnp.mean(u, 0),
+            "stat_mean_p": jnp.mean(p, 0),
+            "stat_xx": x.T @ x / n,
+            "stat_pp": p.T @ p / n,
+            "stat_xp": x.T @ p / n,
+            "stat_xu": x.T @ u / n,
+        }
+        for k, t in target.items():
+            total = total + 0.5 * jnp.sum((getattr(heads, k)[...] - t) ** 2)
+        total = total + 0.5 * (heads.gate_on[...] - gate_target) ** 2
+        k = heads.exclusive_k
+        corr = own["corr"]
+        if k > 0:
+            logs[f"excl_corr_kept_{m}"] = corr[k - 1]
+        logs[f"excl_corr_removed_{m}"] = corr[k]
+        rho = cross_correlation(sg(own["s"]), sg(own["x"]))
+        logs[f"excl_s_x_corr_sq_{m}"] = jnp.mean(rho**2)
+    return total, logs
 
 
 def _trusted_modality(name: str) -> str:
@@ -287,6 +351,14 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
             fit, xcov = _residual_fit(model, (img, txt), "u", "x", lambda h: h.decor())
             loss = loss + fit_weight * fit
             extra = {"decor_fit": fit, "decor_xcov_sq": xcov}
+        elif model.decorrelation == "exclusive":
+            # The running moments of x, u and the partner's s (an exact moving average by the
+            # optimiser's SGD step on this term's gradient), and the removal's gate: 0 during
+            # warm-up when `loss.decor_after_warmup` (codes not yet aligned across modalities
+            # give arbitrary canonical directions), else 1.
+            gap, extra = exclusive_moments_loss(model, img, txt, fit_on)
+            loss = loss + gap
+            extra["excl_moment_gap"] = gap
         if model.mei_decorrelation == "regress":
             # Fit D of x = L2(a - s D), a = L2(W^x h + b), by least squares on stop-gradient
             # codes (only D and its intercept get this gradient), from the first step (s is

@@ -52,6 +52,8 @@ class Nets:
                 decorrelation=model_cfg.get("mii_decorrelation", "none"),
                 mei_decorrelation=model_cfg.get("mei_decorrelation", "none"),
                 decor_scale=float(model_cfg.get("decor_scale", 10.0)),
+                exclusive_k=model_cfg.get("exclusive_k", 0),
+                exclusive_ridge=model_cfg.get("exclusive_ridge", 1e-3),
                 rngs=rngs,
                 **common,
             )

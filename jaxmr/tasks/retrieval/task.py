@@ -67,6 +67,11 @@ def build_retrieval(config, *, data=None) -> Task:
     nets = Nets(config.model, train.images.shape[-1], data.vocab_size, names, disentangled=disent)
     loss_cfg = config.loss
     optimizer = build_optimizer(config.optim, config.schedule, config.total_steps)
+    if disent and config.model.get("mii_decorrelation", "none") == "exclusive":
+        # the running moments of the exclusive residual are set by SGD steps, not Adam's
+        optimizer = disncl.with_running_moments(
+            optimizer, loss_cfg.get("exclusive_stat_rate", 0.02)
+        )
     optimizers = {n: optimizer for n in names}
 
     est = None
