@@ -84,7 +84,8 @@ def get_config(arg=None):
     config.model.mei_dim = 16 if a.smoke else 64
     if a.ablation not in ABLATIONS:
         raise ValueError(f"ablation must be one of {ABLATIONS}, got {a.ablation!r}")
-    if a.ablation in ("no_dis", "no_reg", "no_mei_resid", "decorr", "predict", "excl_decorr"):
+    mii_side = ("decorr", "predict", "excl_decorr", "excl_resid")
+    if a.ablation in ("no_dis", "no_reg", "no_mei_resid") + mii_side:
         # The MII-side decorrelations cannot be combined with the MEI-side one.
         config.model.mei_decorrelation = "none"
     if a.ablation == "no_dis":

@@ -58,19 +58,6 @@ class _Heads(nnx.Module):
         exclusive_ridge: float = 1e-3,
         rngs: nnx.Rngs,
     ):
-        for key, value, allowed in (
-            ("mii_decorrelation", decorrelation, ("none", "regress", "predict")),
-            ("mei_decorrelation", mei_decorrelation, ("none", "regress")),
-        ):
-            if value not in allowed:
-                raise ValueError(f"config.model.{key} must be one of {allowed}, got {value!r}")
-        if decorrelation != "none" and mei_decorrelation != "none":
-            # s from x and x from s: one of the two codes has to be computed first.
-            raise ValueError(
-                f"config.model.mii_decorrelation={decorrelation!r} needs "
-                f"config.model.mei_decorrelation='none' (got {mei_decorrelation!r}): the MII "
-                "code cannot be a residual on the MEI code that is itself a residual on it"
-            )
         self.mii = nnx.Linear(dim, mii_dim, rngs=rngs)
         self.mei = nnx.Linear(dim, mei_dim, rngs=rngs)
         self.critic = nnx.Linear(mei_dim, dim, use_bias=False, rngs=rngs)

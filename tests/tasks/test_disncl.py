@@ -434,14 +434,16 @@ def test_disncl_smoke_trains_and_evaluates(cache, tmp_path):
 
 
 def test_the_two_decorrelations_are_refused_together_and_the_default_is_mei_side():
-    from flax import nnx
-
-    from jaxmr.models.disncl import _Heads
-
     assert disncl_synthetic.get_config().model.mei_decorrelation == "regress"
     assert disncl_synthetic.get_config("ablation=no_reg").model.mei_decorrelation == "none"
     assert disncl_synthetic.get_config("ablation=no_club").loss.lambda_reg == 0.0
-    with pytest.raises(ValueError, match="mii_decorrelation='regress' needs"):
-        _Heads(8, 4, 4, decorrelation="regress", mei_decorrelation="regress", rngs=nnx.Rngs(0))
+    for ablation in ("decorr", "predict", "excl_decorr", "excl_resid"):
+        config = disncl_synthetic.get_config(f"smoke,ablation={ablation}")
+        assert config.model.mei_decorrelation == "none", ablation
+    config = disncl_synthetic.get_config("smoke,ablation=decorr")
+    config.model.mei_decorrelation = "regress"
+    with pytest.raises(ValueError, match="cannot both be on"):
+        build_task(config)
+    config.model.mei_decorrelation = "resid"
     with pytest.raises(ValueError, match="config.model.mei_decorrelation must be one of"):
-        _Heads(8, 4, 4, mei_decorrelation="resid", rngs=nnx.Rngs(0))
+        build_task(config)
