@@ -64,6 +64,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 256
     config.num_devices = -1  # -1: all devices
     config.prefetch = 0  # host batches built N steps ahead on a thread; 0 = off
+    # The host allocator: "keep" (freed step temporaries reused, no page faults) or "system"
+    # (the C library's defaults); jaxmr.train.host_memory, docs/performance.md "DisNCL step".
+    config.host_allocator = "keep"
 
     config.data = ml_collections.ConfigDict(
         dict(

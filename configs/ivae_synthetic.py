@@ -61,6 +61,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Host batches built N steps ahead on a thread; 0 = off (on 2 CPU cores it did not help,
     # docs/performance.md "Input pipeline").
     config.prefetch = 0
+    # The host allocator: "keep" (freed step temporaries reused, no page faults) or "system"
+    # (the C library's defaults); jaxmr.train.host_memory, docs/performance.md "DisNCL step".
+    config.host_allocator = "keep"
 
     config.data = ml_collections.ConfigDict(
         dict(

@@ -32,6 +32,9 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.total_steps = 1000
     config.prefetch = 0
+    # The host allocator: "keep" (freed step temporaries reused, no page faults) or "system"
+    # (the C library's defaults); jaxmr.train.host_memory, docs/performance.md "DisNCL step".
+    config.host_allocator = "keep"
 
     config.data = ml_collections.ConfigDict(
         dict(
