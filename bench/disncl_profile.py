@@ -4,6 +4,10 @@ process (JAX only).
 
     PYTHONPATH=$PWD .venv/bin/python bench/disncl_profile.py --shapes offline --repeats 7
 
+Reports wall and CPU time (all threads) per call and minor page faults per call. The process
+applies the trainer's host allocator policy first (`--allocator`, default "keep";
+jaxmr.train.host_memory). `taskset -c 0` (one core) makes the CPU time the work of one thread.
+
 Parts (each a jitted function of the step's state and batch; "f" forward only, "fb" forward and
 backward):
   step       the whole step (two encoder phases, the estimator phase, as `jit_train_step`)
@@ -127,10 +131,18 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--target-s", type=float, default=0.5)
     ap.add_argument("--parts", default=",".join(PARTS))
+    ap.add_argument("--allocator", default="keep", help="host allocator policy, as the trainer's")
+    ap.add_argument("--late", action="store_true", help="apply it after building the task")
     args = ap.parse_args(argv)
+    from jaxmr.train.host_memory import configure_host_allocator
+
+    if not args.late:
+        configure_host_allocator(args.allocator)
     import jax
 
     config, data, task, state, batch = build(args.shapes)
+    if args.late:  # as jaxmr.train.loop does: after the task is built, before the step
+        configure_host_allocator(args.allocator)
     fns = parts(config, data, task, state, batch)
     names = [p for p in args.parts.split(",") if p]
     compiled, steps = {}, {}

@@ -1,19 +1,24 @@
 """The host allocator policy of a training process (`config.host_allocator`).
 
-On the CPU backend every jitted step allocates its temporaries with the C library's `malloc`
-and frees them at the end. glibc serves large blocks with fresh `mmap`s and hands them back
-with `munmap` (and trims the heap's free top), so each step touches new pages: the DisNCL step
-at the offline benchmark's shapes took ~24,000 minor page faults a step, and its CPU time went
-from 159 ms to ~120 ms when the memory was kept instead (docs/performance.md, "DisNCL step").
+On the CPU backend every execution of a jitted step allocates its temporaries (one block: 94
+MiB for the DisNCL step at the offline benchmark's shapes) with the C library's `malloc` and
+frees them at the end. glibc serves large blocks with fresh `mmap`s and hands them back with
+`munmap`, so each step faults every page of that block in again: 24,152 minor page faults a
+step there, a fifth of the step's CPU time (docs/performance.md, "DisNCL step").
 
-  "keep"    (default) glibc's `mallopt`: no `mmap` for large blocks (M_MMAP_MAX = 0) and no
-            trimming of the heap's free top (M_TRIM_THRESHOLD = 2 GiB - 1): freed blocks are
-            reused by the next step without page faults. The process keeps its peak heap.
-            A no-op off Linux/glibc (where `mallopt` is missing).
+  "keep"    (default) glibc's `mallopt`: one malloc arena for all threads (M_ARENA_MAX = 1; a
+            thread's own arena is an `mmap`ed heap of at most 64 MiB that serves larger blocks
+            with `mmap` whatever the settings), no `mmap` for large blocks (M_MMAP_MAX = 0)
+            and no trimming of the heap's free top (M_TRIM_THRESHOLD = 2 GiB - 1): a freed
+            block is reused by the next step without page faults. The process keeps its peak
+            heap. A no-op off Linux/glibc (where `mallopt` is missing).
   "system"  the C library's defaults, untouched.
 
-The setting is process-wide and applies to allocations made after it (PyTorch's, NumPy's as
-well as XLA's); `jaxmr.train.loop.train_and_evaluate` applies it before building the step.
+The setting is process-wide and applies to allocations made after it (PyTorch's and NumPy's
+as well as XLA's). A thread that has already allocated keeps its arena, so it must come before
+JAX starts its CPU threads: `jaxmr.tasks.build_task` applies it first thing (and
+`jaxmr.train.loop.train_and_evaluate` again, for tasks built otherwise; late, it still stops
+the `mmap`s of the threads that use the main arena).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ POLICIES = ("keep", "system")
 # glibc's malloc.h
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 _TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int
 
 
@@ -42,7 +48,8 @@ def configure_host_allocator(policy: str) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # mallopt returns 1 on success, 0 on error.
-    return bool(mallopt(_M_MMAP_MAX, 0)) & bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    return all([mallopt(option, value) for option, value in settings])
 
 
 __all__ = ["POLICIES", "configure_host_allocator"]
