@@ -21,7 +21,7 @@ def build_task(config):
         raise ValueError(f"config.task must be one of {sorted(TASKS)}, got {config.task!r}")
     # The host allocator policy, before building the task starts JAX's CPU threads: a thread
     # that has allocated keeps its malloc arena (jaxmr.train.host_memory).
-    configure_host_allocator(config.get("host_allocator", "keep"))
+    configure_host_allocator(config.get("host_allocator", "system"))
     return TASKS[config.task](config)
 
 

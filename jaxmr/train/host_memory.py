@@ -6,13 +6,18 @@ frees them at the end. glibc serves large blocks with fresh `mmap`s and hands th
 `munmap`, so each step faults every page of that block in again: 24,152 minor page faults a
 step there, a fifth of the step's CPU time (docs/performance.md, "DisNCL step").
 
-  "keep"    (default) glibc's `mallopt`: one malloc arena for all threads (M_ARENA_MAX = 1; a
+  "keep"    glibc's `mallopt`: one malloc arena for all threads (M_ARENA_MAX = 1; a
             thread's own arena is an `mmap`ed heap of at most 64 MiB that serves larger blocks
             with `mmap` whatever the settings), no `mmap` for large blocks (M_MMAP_MAX = 0)
             and no trimming of the heap's free top (M_TRIM_THRESHOLD = 2 GiB - 1): a freed
             block is reused by the next step without page faults. The process keeps its peak
             heap. A no-op off Linux/glibc (where `mallopt` is missing).
-  "system"  the C library's defaults, untouched.
+  "system"  (default) the C library's defaults, untouched.
+
+"keep" is the DisNCL configs' choice (`configs/disncl_synthetic.py`, `configs/disncl_f30k.py`):
+it made the offline DisNCL step 1.16x faster, but the same step at toy widths (a few ms) 1.4x
+slower (one arena's lock shared by XLA's threads is the suspect, not measured apart), so it is
+not the default.
 
 The setting is process-wide and applies to allocations made after it (PyTorch's and NumPy's
 as well as XLA's). A thread that has already allocated keeps its arena, so it must come before

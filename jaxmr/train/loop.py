@@ -173,10 +173,10 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict[str, Any]:
     total = int(config.total_steps)
     if total < 1:
         raise ConfigError(f"config.total_steps must be >= 1, got {total}")
-    # Keep the step's freed temporaries for the next step (no page faults on fresh pages);
-    # "system" leaves the C library's defaults (jaxmr.train.host_memory).
+    # "keep": the step's freed temporaries stay for the next step (no page faults on fresh
+    # pages); "system" leaves the C library's defaults (jaxmr.train.host_memory).
     try:
-        configure_host_allocator(config.get("host_allocator", "keep"))
+        configure_host_allocator(config.get("host_allocator", "system"))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     mesh = mesh_lib.make_data_mesh(config.num_devices)

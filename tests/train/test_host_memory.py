@@ -64,3 +64,12 @@ print(int(applied), min(faults[1:]))
     pages = (96 << 20) // 4096
     assert out["system"][1] > pages // 2  # every reuse faults the block in again
     assert out["keep"][1] < pages // 100  # reused without faults
+
+
+def test_disncl_configs_keep_the_others_default_to_system():
+    from configs import disncl_f30k, disncl_synthetic, ivae_synthetic, ncr_synthetic
+
+    assert disncl_synthetic.get_config().host_allocator == "keep"
+    assert disncl_f30k.get_config().host_allocator == "keep"
+    assert ncr_synthetic.get_config().host_allocator == "system"
+    assert ivae_synthetic.get_config().host_allocator == "system"
