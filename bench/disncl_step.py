@@ -25,9 +25,13 @@ carry), `jax-est-first` (`--jax-variants est-first`: the estimator phase first, 
 networks' codes itself, as the library did before the codes were carried: the forward pass
 twice per step), `jax-flax-gru` (`--jax-variants flax-gru`: the library's step with the
 reference Bi-GRU, two `nnx.RNN(GRUCell)`s stepped over the padded length, as before the fused
-GRU), `torch-<threads>t` (eager) and `torch-<threads>t-compile-<mode>` (the forward
-pass and losses under `torch.compile`, backward by AOTAutograd, Adam eager). The JAX step is
-compiled too (XLA): compile times are reported apart.
+GRU), `jax-system-alloc` (`--jax-variants system-alloc`: the library's step in a process that
+keeps the C library's allocator defaults, `host_allocator="system"`, as before the trainer kept
+freed step memory; jaxmr.train.host_memory), `torch-<threads>t` (eager) and
+`torch-<threads>t-compile-<mode>` (the forward pass and losses under `torch.compile`, backward
+by AOTAutograd, Adam eager). The JAX step is compiled too (XLA): compile times are reported
+apart. `--peer-allocator keep` runs the PyTorch peers' processes under the same allocator
+policy as the library's step (default `system`: the C library's defaults, as the field runs).
 
 Loss check (every run, when torch is importable): the peer starts from the JAX step's initial
 parameters and batch, with CLUB-sample's permutations taken from the JAX step's keys; every
@@ -186,6 +190,14 @@ class JaxRunner:
 
         self.jax = jax
         config = shape_config(shape)
+        # As the trainer does before building the step (jaxmr.train.loop): the library's host
+        # allocator policy, "keep"; the `system-alloc` variant (its own process: the setting
+        # is process-wide) leaves the C library's defaults, as before the policy existed.
+        from jaxmr.train.host_memory import configure_host_allocator
+
+        if variant == "system-alloc":
+            config.host_allocator = "system"
+        configure_host_allocator(config.host_allocator)
         data = None if shape == "offline" else synthetic_data(shape, config.batch_size)
         if data is None:
             from jaxmr.data.retrieval import load_retrieval_data
@@ -303,8 +315,12 @@ def loss_check(jax_steps, path, shapes) -> dict:
 
 class TorchRunner:
     def __init__(self, path: str, shapes: dict, threads: int, device: str = "cpu",
-                 compile_mode: str | None = None):  # fmt: skip
+                 compile_mode: str | None = None, allocator: str = "system"):  # fmt: skip
         import torch_disncl
+
+        from jaxmr.train.host_memory import configure_host_allocator
+
+        configure_host_allocator(allocator)  # process-wide: this worker's own
 
         with np.load(path) as f:
             arrays = {k: f[k] for k in f.files}
@@ -362,7 +378,15 @@ def main(argv=None):
     ap.add_argument(
         "--compile-threads", default=None, help="thread counts compiled (default: the fewest)"
     )
-    ap.add_argument("--jax-variants", default="", help="extra JAX variants: est-first, flax-gru")
+    ap.add_argument(
+        "--jax-variants", default="", help="extra JAX variants: est-first, flax-gru, system-alloc"
+    )
+    ap.add_argument(
+        "--peer-allocator",
+        default="system",
+        choices=("system", "keep"),
+        help="host allocator policy of the PyTorch peers' processes (jaxmr.train.host_memory)",
+    )
     args = ap.parse_args(argv)
     if args.dry_run:
         args.shapes, args.repeats, args.target_s, args.compile_modes = "tiny", 2, 0.05, ""
@@ -378,13 +402,19 @@ def main(argv=None):
     results = {"machine": common.machine(), "dry_run": args.dry_run, "shapes": {}}
     results["argv"] = sys.argv[1:] if argv is None else list(argv)
     tmp = tempfile.mkdtemp(prefix="jaxmr_disncl_")
-    factories = {}
+    factories, alone = {}, {}
     for s in shapes:
         check = os.path.join(tmp, f"{s}.npz")
         factories[s] = (JaxRunner, {"shape": s, "check_path": check})
-        factories |= {f"{s}/{v}": (JaxRunner, {"shape": s, "variant": v}) for v in variants}
+        for v in variants:  # system-alloc changes a process-wide setting: its own process
+            (alone if v == "system-alloc" else factories)[f"{s}/{v}"] = (
+                JaxRunner,
+                {"shape": s, "variant": v},
+            )
     common.log("building the JAX steps (compile, loss check)...")
     jax_w = common.Worker(factories)
+    jax_alone = common.Worker(alone) if alone else None
+    jax_of = {name: jax_w for name in factories} | {name: jax_alone for name in alone}
     device, note = "cpu", None
     if jax_w.info[shapes[0]]["platform"] != "cpu" and has_torch:
         import torch  # the peer runs on the same kind of device, or not at all
@@ -411,6 +441,7 @@ def main(argv=None):
                                 "threads": th,
                                 "device": device,
                                 "compile_mode": mode,
+                                "allocator": args.peer_allocator,
                             },
                         )
                         for s in shapes
@@ -426,18 +457,21 @@ def main(argv=None):
             for w in torch_ws:
                 w.wait()
         for s in shapes:
-            targets = [("jax", jax_w, s)] + [(f"jax-{v}", jax_w, f"{s}/{v}") for v in variants]
+            targets = [("jax", jax_w, s)]
+            targets += [(f"jax-{v}", jax_of[f"{s}/{v}"], f"{s}/{v}") for v in variants]
             targets += [(lab, w, s) for (lab, sh), w in owner.items() if sh == s]
             steps = {lab: common.calibrate(w, name, args.target_s) for lab, w, name in targets}
             common.log(f"[{s}] steps per timing: {steps}")
             times = common.interleaved(targets, steps=steps, repeats=args.repeats, log=common.log)
-            results["shapes"][s] = report(s, times, jax_w, owner)
+            results["shapes"][s] = report(s, times, jax_of, owner)
             results["note"] = note
             results["markdown"] = markdown(results)
             with open(path, "w") as f:
                 json.dump(results, f, indent=2, default=str)
     finally:
         jax_w.close()
+        if jax_alone is not None:
+            jax_alone.close()
         for w in torch_ws:
             w.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -445,8 +479,8 @@ def main(argv=None):
     common.log(f"saved {path}")
 
 
-def report(shape, times, jax_w, owner) -> dict:
-    info = jax_w.info[shape]
+def report(shape, times, jax_of, owner) -> dict:
+    info = jax_of[shape].info[shape]
     jt = times["jax"]
     out = {k: v for k, v in info.items() if k != "torch_shapes"}
     out["jax_ms"] = common.summary([1e3 * v for v in jt])
@@ -457,7 +491,8 @@ def report(shape, times, jax_w, owner) -> dict:
             continue
         row = {"ms": common.summary([1e3 * v for v in t]), "over_jax": common.paired_ratio(t, jt)}
         if label.startswith("jax-"):
-            row["compile_s"] = jax_w.info[f"{shape}/{label[4:]}"]["compile_s"]
+            name = f"{shape}/{label[4:]}"
+            row["compile_s"] = jax_of[name].info[name]["compile_s"]
         else:
             tinfo = owner[(label, shape)].info[shape]
             row |= {k: tinfo.get(k) for k in ("first_step_s", "loss_rel_diff_vs_eager", "threads")}

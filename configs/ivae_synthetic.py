@@ -61,6 +61,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Host batches built N steps ahead on a thread; 0 = off (on 2 CPU cores it did not help,
     # docs/performance.md "Input pipeline").
     config.prefetch = 0
+    # The host allocator: "system" (the C library's defaults) or "keep" (one malloc arena,
+    # freed step temporaries reused without page faults: faster for the DisNCL step's 94 MiB of
+    # temporaries, slower for small steps); jaxmr.train.host_memory, docs/performance.md.
+    config.host_allocator = "system"
 
     config.data = ml_collections.ConfigDict(
         dict(

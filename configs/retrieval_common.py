@@ -32,6 +32,10 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.total_steps = 1000
     config.prefetch = 0
+    # The host allocator: "system" (the C library's defaults) or "keep" (one malloc arena,
+    # freed step temporaries reused without page faults: faster for the DisNCL step's 94 MiB of
+    # temporaries, slower for small steps); jaxmr.train.host_memory, docs/performance.md.
+    config.host_allocator = "system"
 
     config.data = ml_collections.ConfigDict(
         dict(

@@ -22,6 +22,7 @@ from jaxmr.train import mesh as mesh_lib
 from jaxmr.train import record
 from jaxmr.train import step as step_lib
 from jaxmr.train.checkpoint import BestCheckpointer, Checkpointer
+from jaxmr.train.host_memory import configure_host_allocator
 from jaxmr.train.logging import MetricWriter, Progress
 from jaxmr.train.prefetch import Prefetcher
 from jaxmr.train.task import Sampler, Task
@@ -172,6 +173,12 @@ def train_and_evaluate(task: Task, config, workdir: str) -> dict[str, Any]:
     total = int(config.total_steps)
     if total < 1:
         raise ConfigError(f"config.total_steps must be >= 1, got {total}")
+    # "keep": the step's freed temporaries stay for the next step (no page faults on fresh
+    # pages); "system" leaves the C library's defaults (jaxmr.train.host_memory).
+    try:
+        configure_host_allocator(config.get("host_allocator", "system"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     mesh = mesh_lib.make_data_mesh(config.num_devices)
     n_dev = mesh.devices.size
     if config.batch_size % n_dev:

@@ -32,6 +32,7 @@ ALLOWED = (
     "total_steps",
     "num_devices",
     "prefetch",
+    "host_allocator",
     "schedule.log_every_steps",
     "schedule.checkpoint_every_steps",
     "schedule.keep_checkpoints",
