@@ -10,4 +10,7 @@ from configs import ncr_coco
 
 def get_config(arg=None):
     arg = f"{arg},method=disncl" if arg else "method=disncl"
-    return ncr_coco.get_config(arg)
+    config = ncr_coco.get_config(arg)
+    # The step's temporaries reused without page faults (docs/performance.md, "DisNCL step").
+    config.host_allocator = "keep"
+    return config

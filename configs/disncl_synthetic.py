@@ -82,8 +82,9 @@ def get_config(arg=None):
     config = ncr_synthetic.get_config(base + (",smoke" if a.smoke else ""))
     config.model.mii_dim = 16 if a.smoke else 64
     config.model.mei_dim = 16 if a.smoke else 64
-    # The step's 94 MiB of temporaries reused without page faults (docs/performance.md).
-    config.host_allocator = "keep"
+    # The step's 94 MiB of temporaries reused without page faults (docs/performance.md); the
+    # smoke size's small steps are slower with it (the setting is process-wide: tests too).
+    config.host_allocator = "system" if a.smoke else "keep"
     if a.ablation not in ABLATIONS:
         raise ValueError(f"ablation must be one of {ABLATIONS}, got {a.ablation!r}")
     mii_side = ("decorr", "predict", "excl_decorr", "excl_resid")
