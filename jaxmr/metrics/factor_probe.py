@@ -31,6 +31,36 @@ def _r2(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), 0.0)
 
 
+def _rows_split(
+    codes: Any, targets: Any, name: str, *, seed: int, train_fraction: float, min_fit: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked ``[N, D]`` codes and ``[N, K]`` targets (a 1-D target becomes one column), and
+    the seeded random split of their rows into fitting and held-out indices."""
+    codes = np.asarray(codes, np.float64)
+    targets = np.asarray(targets)
+    if targets.ndim == 1:
+        targets = targets[:, None]
+    if codes.ndim != 2 or targets.ndim != 2 or codes.shape[0] != targets.shape[0]:
+        raise ValueError(
+            f"codes must be [N, D] and {name} [N, K] with the same N, got {codes.shape} "
+            f"and {targets.shape}"
+        )
+    if not np.all(np.isfinite(codes)):
+        raise ValueError(f"codes (shape {codes.shape}) contain NaN or inf")
+    n = codes.shape[0]
+    n_fit = int(round(train_fraction * n))
+    if n_fit < min_fit or n - n_fit < 2:
+        raise ValueError(f"need at least {min_fit} fitting and 2 held-out rows, got N={n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    return codes, targets, perm[:n_fit], perm[n_fit:]
+
+
+def _standardised(a: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """``a`` scaled by the fitting rows' mean and std (constant columns only centred)."""
+    mean, std = a[fit].mean(axis=0), a[fit].std(axis=0)
+    return (a - mean) / np.where(std > 1e-12, std, 1.0)
+
+
 def heldout_r2(
     codes: Any,
     factors: Any,
@@ -61,29 +91,14 @@ def heldout_r2(
     Returns:
         ``[K]`` float64 held-out R² per factor.
     """
-    codes = np.asarray(codes, np.float64)
-    factors = np.asarray(factors)
-    if factors.ndim == 1:
-        factors = factors[:, None]
-    if codes.ndim != 2 or factors.ndim != 2 or codes.shape[0] != factors.shape[0]:
-        raise ValueError(
-            f"codes must be [N, D] and factors [N, K] with the same N, got {codes.shape} "
-            f"and {factors.shape}"
-        )
-    if not np.all(np.isfinite(codes)):
-        raise ValueError(f"codes (shape {codes.shape}) contain NaN or inf")
+    codes, factors, fit, test = _rows_split(
+        codes, factors, "factors", seed=seed, train_fraction=train_fraction, min_fit=2
+    )
     k = factors.shape[1]
     cats = [bool(categorical)] * k if isinstance(categorical, bool) else list(categorical)
     if len(cats) != k:
         raise ValueError(f"categorical has {len(cats)} entries for {k} factors")
-    n = codes.shape[0]
-    n_fit = int(round(train_fraction * n))
-    if n_fit < 2 or n - n_fit < 2:
-        raise ValueError(f"need at least 2 fitting and 2 held-out rows, got N={n}")
-    perm = np.random.default_rng(seed).permutation(n)
-    fit, test = perm[:n_fit], perm[n_fit:]
-    mean, std = codes[fit].mean(axis=0), codes[fit].std(axis=0)
-    x = (codes - mean) / np.where(std > 1e-12, std, 1.0)
+    x = _standardised(codes, fit)
     # One fit for every target column: RidgeCV decomposes the fitting rows once.
     blocks = [_targets(factors[:, j], cats[j]) for j in range(k)]
     y = np.concatenate(blocks, axis=1)
@@ -114,29 +129,13 @@ def heldout_mlp_r2(
     Returns:
         ``[K]`` float64 held-out R² per target column.
     """
-    codes = np.asarray(codes, np.float64)
-    targets = np.asarray(targets, np.float64)
-    if targets.ndim == 1:
-        targets = targets[:, None]
-    if codes.ndim != 2 or targets.ndim != 2 or codes.shape[0] != targets.shape[0]:
-        raise ValueError(
-            f"codes must be [N, D] and targets [N, K] with the same N, got {codes.shape} "
-            f"and {targets.shape}"
-        )
-    if not (np.all(np.isfinite(codes)) and np.all(np.isfinite(targets))):
-        raise ValueError("codes or targets contain NaN or inf")
-    n = codes.shape[0]
-    n_fit = int(round(train_fraction * n))
-    if n_fit < 20 or n - n_fit < 2:
-        raise ValueError(f"need at least 20 fitting and 2 held-out rows, got N={n}")
-    perm = np.random.default_rng(seed).permutation(n)
-    fit, test = perm[:n_fit], perm[n_fit:]
-
-    def standardise(a):
-        mean, std = a[fit].mean(axis=0), a[fit].std(axis=0)
-        return (a - mean) / np.where(std > 1e-12, std, 1.0)
-
-    x, y = standardise(codes), standardise(targets)
+    codes, targets, fit, test = _rows_split(
+        codes, targets, "targets", seed=seed, train_fraction=train_fraction, min_fit=20
+    )
+    targets = targets.astype(np.float64)
+    if not np.all(np.isfinite(targets)):
+        raise ValueError(f"targets (shape {targets.shape}) contain NaN or inf")
+    x, y = _standardised(codes, fit), _standardised(targets, fit)
     model = MLPRegressor(
         hidden_layer_sizes=(hidden,),
         alpha=alpha,
