@@ -26,6 +26,7 @@ def test_system_leaves_the_allocator_alone():
     assert configure_host_allocator("system") is False
 
 
+@pytest.mark.e2e  # two fresh Python processes (make test-e2e, CI)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_keep_stops_page_faults_on_reused_large_blocks():
     """In a fresh process: a 96 MiB block (the DisNCL step's temporaries are 94 MiB) freed and
