@@ -198,6 +198,8 @@ def run_jobs(
                 signal.signal(sig, handler)
             for fut in pending:
                 fut.cancel()
+            # The executor's worker processes (a private attribute: the public API has no
+            # way to signal them, and it has held them under this name since Python 3.2).
             for proc in list((pool._processes or {}).values()):
                 try:
                     os.kill(proc.pid, signal.SIGTERM)

@@ -14,10 +14,11 @@ step there, a fifth of the step's CPU time (docs/performance.md, "DisNCL step").
             heap. A no-op off Linux/glibc (where `mallopt` is missing).
   "system"  (default) the C library's defaults, untouched.
 
-"keep" is the DisNCL configs' choice (`configs/disncl_synthetic.py`, `configs/disncl_f30k.py`):
-it made the offline DisNCL step 1.16x faster, but the same step at toy widths (a few ms) 1.4x
-slower (one arena's lock shared by XLA's threads is the suspect, not measured apart), so it is
-not the default.
+"keep" is the choice of every DisNCL recipe at full size (`configs/disncl_synthetic.py`, not at
+`:smoke`, and `configs/disncl_{f30k,coco,cc152k}.py`): it made the offline DisNCL step
+1.27-1.33x faster on an idle machine (1.16x loaded), but the same step at toy widths (a few ms)
+1.4x slower (one arena's lock shared by XLA's threads is the suspect, not measured apart), so
+it is not the default.
 
 The setting is process-wide and applies to allocations made after it (PyTorch's and NumPy's
 as well as XLA's). A thread that has already allocated keeps its arena, so it must come before

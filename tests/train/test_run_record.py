@@ -187,6 +187,9 @@ def test_keys_declared_since_the_record_are_not_refused(tmp_path):
         ("loss.co_train_epoch", "fixed", "labeled_pass"),
         ("model.target_basis", "pca", "cca"),
         ("loss.elbo", "analytic", "beta_tc"),
+        ("loss.soft_form", "joint", "directional"),
+        ("loss.neighbour_trusted", "own", "text"),
+        ("model.mei_decorrelation", "none", "regress"),
     ],
 )
 def test_a_key_declared_with_a_new_behaviour_refuses_a_record_that_lacks_it(
