@@ -56,6 +56,11 @@ import common
 import numpy as np
 
 ROOT_KEY = 1
+# Variants that change a process-wide setting, each in its own process (with this environment).
+PROCESS_VARIANTS = {
+    "system-alloc": {},
+    "devices2": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+}
 
 
 # --------------------------------------------------------------------------- shapes
@@ -210,7 +215,9 @@ class JaxRunner:
             from jaxmr.models.retrieval import GRUTextEncoder
 
             GRUTextEncoder.fused = False
-        mesh = mesh_lib.make_data_mesh(1)
+        # `devices<N>` (its own process, started with N simulated host devices): the step
+        # sharded over N CPU devices, as the trainer shards it over every device it sees.
+        mesh = mesh_lib.make_data_mesh(0 if variant.startswith("devices") else 1)
         shardings = jax.tree.map(lambda s: s.sharding, step_lib.abstract_state(task, mesh))
         self.state = step_lib.init_state(task, jax.random.key(config.seed), mesh)
         sampler = task.make_sampler(batch_size=config.batch_size, seed=config.seed)
@@ -379,7 +386,7 @@ def main(argv=None):
         "--compile-threads", default=None, help="thread counts compiled (default: the fewest)"
     )
     ap.add_argument(
-        "--jax-variants", default="", help="extra JAX variants: est-first, flax-gru, system-alloc"
+        "--jax-variants", default="", help="extra JAX variants: est-first, flax-gru, system-alloc, devices2"
     )
     ap.add_argument(
         "--peer-allocator",
@@ -406,15 +413,17 @@ def main(argv=None):
     for s in shapes:
         check = os.path.join(tmp, f"{s}.npz")
         factories[s] = (JaxRunner, {"shape": s, "check_path": check})
-        for v in variants:  # system-alloc changes a process-wide setting: its own process
-            (alone if v == "system-alloc" else factories)[f"{s}/{v}"] = (
+        for v in variants:  # system-alloc and devices<N> change process-wide settings
+            (alone.setdefault(v, {}) if v in PROCESS_VARIANTS else factories)[f"{s}/{v}"] = (
                 JaxRunner,
                 {"shape": s, "variant": v},
             )
     common.log("building the JAX steps (compile, loss check)...")
     jax_w = common.Worker(factories)
-    jax_alone = common.Worker(alone) if alone else None
-    jax_of = {name: jax_w for name in factories} | {name: jax_alone for name in alone}
+    jax_of = {name: jax_w for name in factories}
+    for v, fs in alone.items():  # one process per process-wide variant
+        w = common.Worker(fs, env=PROCESS_VARIANTS[v])
+        jax_of |= {name: w for name in fs}
     device, note = "cpu", None
     if jax_w.info[shapes[0]]["platform"] != "cpu" and has_torch:
         import torch  # the peer runs on the same kind of device, or not at all
@@ -469,9 +478,8 @@ def main(argv=None):
             with open(path, "w") as f:
                 json.dump(results, f, indent=2, default=str)
     finally:
-        jax_w.close()
-        if jax_alone is not None:
-            jax_alone.close()
+        for w in {id(w): w for w in jax_of.values()}.values():
+            w.close()
         for w in torch_ws:
             w.close()
         shutil.rmtree(tmp, ignore_errors=True)
