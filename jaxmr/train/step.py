@@ -127,6 +127,54 @@ def idle_opt_state(new_state, old_state):
     return jax.tree.map(pick, new_state, old_state, is_leaf=_is_schedule_state)
 
 
+def run_phase(phase, optimizers, params, opt_state, carry, batch, phase_key, *, step, epoch):
+    """One phase's update(s) (all its repeats), in place on the dicts `params`, `opt_state` and
+    `carry`; returns the phase's measurements (`<phase>/...`, those of its last repeat)."""
+    for r in range(phase.repeats):
+        rkey = phase_key if phase.repeats == 1 else jax.random.fold_in(phase_key, r)
+        ctx = StepContext(step=step, epoch=epoch, key=rkey, carry=carry)
+
+        def objective(sub, phase=phase, ctx=ctx):
+            return phase.loss_fn({**params, **sub}, batch, ctx)
+
+        sub = {g: params[g] for g in phase.groups}
+        (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(sub)
+        aux = dict(aux)
+        new_carry = aux.pop("carry", {})
+        active = aux.pop("active", None)
+        foreign = set(new_carry) - set(phase.carries)
+        if foreign:
+            raise ValueError(
+                f"phase {phase.name!r} updates carried state it does not own: "
+                f"{sorted(foreign)} (declare it in Phase.carries)"
+            )
+        carry.update(jax.lax.stop_gradient(new_carry))
+        updates_all = {}
+        for g in phase.groups:
+            # The loss, for optimisers that read it (`schedule.decay="plateau"`).
+            value = {"value": loss} if _reads_value(opt_state[g]) else {}
+            updates, new_opt = optimizers[g].update(grads[g], opt_state[g], sub[g], **value)
+            new_params = optax.apply_updates(sub[g], updates)
+            if active is not None:  # an idle update leaves the group as it was
+                on = jnp.asarray(active, bool)
+                idle = idle_opt_state(new_opt, opt_state[g])
+                new_opt = jax.tree.map(partial(jnp.where, on), new_opt, idle)
+                new_params = jax.tree.map(partial(jnp.where, on), new_params, sub[g])
+                updates = jax.tree.map(lambda u, on=on: jnp.where(on, u, 0), updates)
+            opt_state[g], params[g] = new_opt, new_params
+            updates_all[g] = updates
+    # Logged values are those of the phase's last repeat.
+    p = phase.name
+    measurements = {f"{p}/loss": loss}
+    if active is not None:
+        measurements[f"{p}/active"] = jnp.asarray(active, jnp.float32)
+    measurements.update({f"{p}/{k}": v for k, v in aux.items()})
+    measurements[f"{p}/grad_norm"] = _global_norm(grads)
+    measurements[f"{p}/update_norm"] = _global_norm(updates_all)
+    measurements[f"{p}/param_norm"] = _global_norm({g: params[g] for g in phase.groups})
+    return measurements
+
+
 def make_train_step(task: Task, *, steps_per_epoch: int = 1):
     """Returns `train_step(state, batch, root_key) -> (state, measurements)` (not jitted).
 
@@ -145,50 +193,19 @@ def make_train_step(task: Task, *, steps_per_epoch: int = 1):
         measurements = {}
         for i, phase in enumerate(task.phases):
             phase_key = jax.random.fold_in(key, i)
-            for r in range(phase.repeats):
-                rkey = phase_key if phase.repeats == 1 else jax.random.fold_in(phase_key, r)
-                ctx = StepContext(step=state.step, epoch=epoch, key=rkey, carry=carry)
-
-                def objective(sub, phase=phase, ctx=ctx):
-                    return phase.loss_fn({**params, **sub}, batch, ctx)
-
-                sub = {g: params[g] for g in phase.groups}
-                (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(sub)
-                aux = dict(aux)
-                new_carry = aux.pop("carry", {})
-                active = aux.pop("active", None)
-                foreign = set(new_carry) - set(phase.carries)
-                if foreign:
-                    raise ValueError(
-                        f"phase {phase.name!r} updates carried state it does not own: "
-                        f"{sorted(foreign)} (declare it in Phase.carries)"
-                    )
-                carry.update(jax.lax.stop_gradient(new_carry))
-                updates_all = {}
-                for g in phase.groups:
-                    # The loss, for optimisers that read it (`schedule.decay="plateau"`).
-                    value = {"value": loss} if _reads_value(opt_state[g]) else {}
-                    updates, new_opt = task.optimizers[g].update(
-                        grads[g], opt_state[g], sub[g], **value
-                    )
-                    new_params = optax.apply_updates(sub[g], updates)
-                    if active is not None:  # an idle update leaves the group as it was
-                        on = jnp.asarray(active, bool)
-                        idle = idle_opt_state(new_opt, opt_state[g])
-                        new_opt = jax.tree.map(partial(jnp.where, on), new_opt, idle)
-                        new_params = jax.tree.map(partial(jnp.where, on), new_params, sub[g])
-                        updates = jax.tree.map(lambda u, on=on: jnp.where(on, u, 0), updates)
-                    opt_state[g], params[g] = new_opt, new_params
-                    updates_all[g] = updates
-            # Logged values are those of the phase's last repeat.
-            p = phase.name
-            measurements[f"{p}/loss"] = loss
-            if active is not None:
-                measurements[f"{p}/active"] = jnp.asarray(active, jnp.float32)
-            measurements.update({f"{p}/{k}": v for k, v in aux.items()})
-            measurements[f"{p}/grad_norm"] = _global_norm(grads)
-            measurements[f"{p}/update_norm"] = _global_norm(updates_all)
-            measurements[f"{p}/param_norm"] = _global_norm({g: params[g] for g in phase.groups})
+            measurements.update(
+                run_phase(
+                    phase,
+                    task.optimizers,
+                    params,
+                    opt_state,
+                    carry,
+                    batch,
+                    phase_key,
+                    step=state.step,
+                    epoch=epoch,
+                )
+            )
         measurements.update(learning_rates(task, opt_state))
         new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state, carry=carry)
         return new_state, measurements
