@@ -386,7 +386,9 @@ def main(argv=None):
         "--compile-threads", default=None, help="thread counts compiled (default: the fewest)"
     )
     ap.add_argument(
-        "--jax-variants", default="", help="extra JAX variants: est-first, flax-gru, system-alloc, devices2"
+        "--jax-variants",
+        default="",
+        help="extra JAX variants: est-first, flax-gru, system-alloc, devices2",
     )
     ap.add_argument(
         "--peer-allocator",
