@@ -8,10 +8,12 @@ runs the two devices' programs at the same time. This script times, at the offli
 (`bench/disncl_step.py`'s `shape_config("offline")`), in one process with 2 host devices:
 
   seq  the two encoder phases one after the other on one device (as `jaxmr.train.step`);
-  par  the same two phases at once: `shard_map` over a 2-device mesh axis `net`, the phases'
-       parameters and optimiser states stacked along it, each shard running its own phase
-       (`lax.switch` on the shard's index), no collective but the gathering of the updated
-       state (replicated, as the trainer keeps it) at the end.
+  par  the same two phases at once: `shard_map` over a 2-device mesh axis `net`, state and
+       batch replicated, each device running its own phase (`lax.switch` on the device
+       index; `jaxmr.train.step.run_phase` with the phase's own key, as the step); the
+       updated state and logged values packed into one buffer per dtype and all-gathered
+       once at the end, so the state leaves replicated, as the trainer keeps it;
+  par-one  (`--one`, a diagnostic) the par program with only net_a's phase at work.
 
 Both are checked allclose (losses, updated parameters, carried codes), then timed in
 interleaved rounds (median per-round ratio).
