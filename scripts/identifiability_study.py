@@ -16,7 +16,9 @@ on the shapes benchmark) and writes
   python scripts/identifiability_study.py --benchmark=shapes --workdir=runs/study_shapes
 
 A finished run is never retrained (its result.json is read back), so an interrupted study
-resumes where it stopped and `--models`/`--settings` can add to an existing study. Runs go
+resumes where it stopped and `--models`/`--settings` can add to an existing study. On a new
+machine, `--import_rows=docs/study/draws/results.csv` (any results.csv) counts the committed
+rows as finished runs, so the study resumes from them. Runs go
 to `--jobs` worker processes (default 2, single-threaded XLA each). See docs/results.md for
 the numbers and their reading, docs/ivae.md for every model's objective.
 """
@@ -466,6 +468,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="main: Adam 1e-3 constant, 4,000 steps (pinned); config: the config's defaults",
     )
     p.add_argument(
+        "--import_rows",
+        default="",
+        help="comma list of results.csv files of earlier studies (e.g. the committed "
+        "docs/study/*/results.csv): their rows count as finished runs of this grid",
+    )
+    p.add_argument(
         "--export_npz",
         action="store_true",
         help="write every (setting, draw) as WORKDIR/data/*.npz (x, y, s) and exit; the "
@@ -491,6 +499,9 @@ def main(argv=None):
         for path in export_npz(jobs, args.workdir):
             print(path)
         return
+    if args.import_rows:
+        n = import_rows(jobs, args.import_rows.split(","), steps=args.steps or None)
+        print(f"{n} finished runs imported from {args.import_rows}", flush=True)
     print(f"{len(jobs)} runs -> {args.workdir}", flush=True)
     t0 = time.perf_counter()
     rows = []
@@ -510,6 +521,69 @@ def main(argv=None):
     if len({r.get("data_seed", 1) for r in rows}) > 1:
         print(draws_table(rows))
     print(f"study wall time {time.perf_counter() - t0:.0f}s", flush=True)
+
+
+INT_FIELDS = ("depth", "d", "D", "seed", "data_seed", "steps")
+
+
+def _typed_row(row: dict) -> dict:
+    """A results.csv row as run_one wrote it to result.json: empty cells dropped, counts as
+    ints, metrics as floats, names as strings."""
+    out = {}
+    for k, v in row.items():
+        if v in ("", None):
+            continue
+        if k in INT_FIELDS:
+            out[k] = int(v)
+        else:
+            try:
+                out[k] = float(v)
+            except ValueError:
+                out[k] = v
+    return out
+
+
+def import_rows(jobs: list[dict], paths: list[str], *, steps: int | None = None) -> int:
+    """Writes the rows of earlier studies' results.csv files as the result.json of the jobs
+    they finished, so that this invocation skips those runs and reports them with its own.
+    A row finishes a job when benchmark, setting, model, seed and budget agree, and the data
+    draw (when the job has one) and `steps` (when given) too; a job whose result.json exists
+    is left alone. A job without a data draw matches only if exactly one row does. Returns
+    the number of result.json files written."""
+    import csv
+
+    rows = []
+    for path in paths:
+        if not os.path.exists(path):
+            raise SystemExit(f"--import_rows: no such file {path!r}")
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"benchmark", "setting", "model", "seed", "budget"} - set(
+                reader.fieldnames or ()
+            )
+            if missing:
+                raise SystemExit(f"--import_rows: {path} lacks the columns {sorted(missing)}")
+            rows += [_typed_row(r) for r in reader]
+    written = 0
+    for job in jobs:
+        result_path = os.path.join(job["workdir"], "result.json")
+        if os.path.exists(result_path):
+            continue
+        found = [
+            r
+            for r in rows
+            if (r["benchmark"], r["setting"], r["model"], r["seed"], r["budget"])
+            == (job["benchmark"], job["setting"], job["model"], job["seed"], job["budget"])
+            and (job["data_seed"] is None or r.get("data_seed") == job["data_seed"])
+            and (steps is None or r.get("steps") == steps)
+        ]
+        if len(found) != 1:
+            continue
+        os.makedirs(job["workdir"], exist_ok=True)
+        with open(result_path, "w") as f:
+            json.dump(found[0], f, indent=1)
+        written += 1
+    return written
 
 
 def export_npz(jobs: list[dict], workdir: str) -> list[str]:
