@@ -1,29 +1,15 @@
 """scripts/disncl_codes.py: the variance share against a closed form."""
 
-import importlib.util
-import os
-import sys
-
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "disncl_codes", os.path.join(ROOT, "scripts", "disncl_codes.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from tests.scripts.loader import load_script
 
 
 def test_variance_share_is_the_explained_share_of_total_variance():
     """Codes = [3 * factor, unit noise]: the factor explains var 9 * 1/12 of a total
     9/12 + 1, i.e. a share of 0.75/1.75; shrinking the factor column 10x lowers the share to
     0.0075/1.0075 while a probe's R² of the factor stays ~1."""
-    mod = _module()
+    mod = load_script("disncl_codes")
     rng = np.random.default_rng(0)
     n = 4000
     f = rng.uniform(size=n)

@@ -1,27 +1,13 @@
 """scripts/disncl_posthoc_residual.py: the closed-form residual and the removal of canonical
 variates against constructed codes."""
 
-import importlib.util
-import os
-import sys
-
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "disncl_posthoc_residual", os.path.join(ROOT, "scripts", "disncl_posthoc_residual.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from tests.scripts.loader import load_script
 
 
 def test_residual_is_uncorrelated_with_x_and_keeps_what_x_lacks():
-    mod = _module()
+    mod = load_script("disncl_posthoc_residual")
     rng = np.random.default_rng(0)
     n = 3000
     x = rng.normal(size=(n, 3))
@@ -40,7 +26,7 @@ def test_removing_the_partner_correlated_variate_keeps_the_exclusive_one():
     """x = [shared + exclusive, shared - exclusive]; the partner sees only the shared factor.
     The one canonical variate of x correlated with the partner is the shared factor, so after
     removing it x carries the exclusive factor and nothing of the shared one."""
-    mod = _module()
+    mod = load_script("disncl_posthoc_residual")
     rng = np.random.default_rng(1)
     n = 5000
     shared, excl = rng.normal(size=n), rng.normal(size=n)

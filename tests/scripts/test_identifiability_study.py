@@ -2,25 +2,17 @@
 the finished runs of a new workdir (no training)."""
 
 import csv
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.scripts.loader import load_script
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location(
-        "identifiability_study", os.path.join(ROOT, "scripts", "identifiability_study.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("identifiability_study")
 
 
 def _write(path, rows):

@@ -1,26 +1,13 @@
 """scripts/recipe_planted_study.py: per-seed records, resuming from --out, and the table,
 with the training replaced by a stub (the training itself is tests/tasks/test_ivae_recipe.py)."""
 
-import importlib.util
 import json
-import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location(
-        "recipe_planted_study", os.path.join(ROOT, "scripts", "recipe_planted_study.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from tests.scripts.loader import load_script
 
 
 def test_records_resume_and_table(tmp_path, monkeypatch, capsys):
-    study = _load()
+    study = load_script("recipe_planted_study")
     calls = []
 
     def fake(config):

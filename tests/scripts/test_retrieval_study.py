@@ -2,27 +2,18 @@
 (vsepp and ncr on the smoke benchmark) through main(), read back the second time."""
 
 import csv
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
 
 from configs import ncr_synthetic
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.scripts.loader import load_script
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location(
-        "retrieval_study", os.path.join(ROOT, "scripts", "retrieval_study.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("retrieval_study")
 
 
 def test_full_and_quick_grids(study, tmp_path):
