@@ -27,7 +27,10 @@ twice per step), `jax-flax-gru` (`--jax-variants flax-gru`: the library's step w
 reference Bi-GRU, two `nnx.RNN(GRUCell)`s stepped over the padded length, as before the fused
 GRU), `jax-system-alloc` (`--jax-variants system-alloc`: the library's step in a process that
 keeps the C library's allocator defaults, `host_allocator="system"`, as before the trainer kept
-freed step memory; jaxmr.train.host_memory), `torch-<threads>t` (eager) and
+freed step memory; jaxmr.train.host_memory), `jax-devices2` (`--jax-variants devices2`: the
+library's step sharded over the batch in a process whose host is split into 2 CPU devices,
+as the trainer shards it over every device it sees; 1.30x slower than one device at the
+offline shapes, docs/performance.md), `torch-<threads>t` (eager) and
 `torch-<threads>t-compile-<mode>` (the forward pass and losses under `torch.compile`, backward
 by AOTAutograd, Adam eager). The JAX step is compiled too (XLA): compile times are reported
 apart. `--peer-allocator keep` runs the PyTorch peers' processes under the same allocator
