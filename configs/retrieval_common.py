@@ -138,10 +138,13 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             decor_fit_weight=1.0,  # least-squares fit of B or C (model.mii_decorrelation)
             decor_after_warmup=True,  # B, C stay at their start (0, I) during warm-up
             decor_ridge=0.0,  # predict: + decor_ridge * ||C - I||_F^2 in C's fit
-            mei_decor_fit_weight=1.0,
+            mei_decor_fit_weight=1.0,  # least-squares fit of D (model.mei_decorrelation)
             # model.mii_decorrelation="exclusive": rate of the running moments' moving average
             # (0.02: a time constant of 50 steps); its gate follows decor_after_warmup.
-            exclusive_stat_rate=0.02,  # least-squares fit of D (model.mei_decorrelation)
+            exclusive_stat_rate=0.02,
+            # the batch moments over every annotated pair ("all") or weighted by the clean
+            # probability ("clean"; 1 for every pair during warm-up)
+            exclusive_weighting="all",
             # + mei_partner_weight * mean_j sum_k corr(x_m,j, s_partner,k)^2 (clean-weighted,
             # partner's MII code stop-gradient, x_m from the stop-gradient backbone code: only
             # the MEI head is trained by it): pushes shared content out of the MEI code.

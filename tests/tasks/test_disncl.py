@@ -428,6 +428,55 @@ def test_exclusive_moments_are_an_exact_running_average(cache):
     assert np.abs(np.asarray(c2["s"]) - np.asarray(ci["s"])).max() > 1e-2  # the gate bites
 
 
+def test_clean_weighted_exclusive_moments_are_the_weighted_batch_moments(cache):
+    """`loss.exclusive_weighting="clean"`: the batch moments the running averages move to are
+    the clean-probability-weighted ones (integer weights: the moments of the batch with each
+    pair repeated that often, so weight-0 pairs drop out), and with equal weights they are
+    the plain ones; the phase refuses an unknown weighting by its key."""
+    import jax.numpy as jnp
+
+    from jaxmr.tasks.retrieval.disncl import exclusive_moments_loss
+    from jaxmr.train.task import StepContext
+
+    config = _config(cache, "smoke,ablation=excl_resid")
+    task = build_task(config)
+    batch = task.make_sampler(batch_size=32, seed=0).batch(0)
+    params = task.init_fn(jax.random.key(0))
+    dims = (batch["images"].shape[-1], task.info["data"].vocab_size)
+    nets = Nets(config.model, *dims, task.info["nets"], disentangled=True)
+    model = nets.bind(params, "net_a")
+    img = model.image_codes(batch["images"])
+    txt = model.text_codes(batch["tokens"], batch["lengths"])
+    w = jnp.asarray(np.random.default_rng(1).integers(0, 3, size=32), jnp.float32)
+
+    def targets(weights):
+        # the running moments start at 0, so the gradient on each is minus its batch value
+        grad = jax.grad(
+            lambda p: exclusive_moments_loss(nets.bind(p, "net_a"), img, txt, 0.0, weights)[0]
+        )(params)["net_a"]
+        return {m: {k: -np.asarray(v) for k, v in grad[f"{m}_heads"].items()
+                    if k.startswith("stat_")} for m in ("image", "text")}  # fmt: skip
+
+    rep = np.repeat(np.arange(32), np.asarray(w).astype(int))
+    weighted, plain, ones = targets(w), targets(None), targets(jnp.ones(32))
+    for m, own, other in (("image", img, txt), ("text", txt, img)):
+        x, u, p = (np.asarray(a, np.float64) for a in (own["x_raw"], own["u"], other["s"]))
+        for got, idx in ((weighted[m], rep), (plain[m], np.arange(32))):
+            xr, ur, pr, n = x[idx], u[idx], p[idx], len(idx)
+            np.testing.assert_allclose(got["stat_mean_x"], xr.mean(0), atol=1e-6)
+            np.testing.assert_allclose(got["stat_mean_p"], pr.mean(0), atol=1e-6)
+            np.testing.assert_allclose(got["stat_xp"], xr.T @ pr / n, atol=1e-6)
+            np.testing.assert_allclose(got["stat_xu"], xr.T @ ur / n, atol=1e-5)
+            np.testing.assert_allclose(got["stat_pp"], pr.T @ pr / n, atol=1e-6)
+        for k in plain[m]:
+            np.testing.assert_allclose(ones[m][k], plain[m][k], atol=1e-6)
+        assert np.abs(weighted[m]["stat_xp"] - plain[m]["stat_xp"]).max() > 1e-4
+    bad = _config(cache, "smoke,ablation=excl_resid", **{"loss.exclusive_weighting": "some"})
+    ctx = StepContext(step=np.int32(0), epoch=np.int32(0), key=jax.random.key(0), carry={})
+    with pytest.raises(ValueError, match="exclusive_weighting"):
+        build_task(bad).phases[0].loss_fn(params, batch, ctx)
+
+
 def test_both_decorrelations_at_once_are_refused(cache):
     config = _config(cache, "smoke,ablation=decorr", **{"model.mei_decorrelation": "regress"})
     with pytest.raises(ValueError, match="mei_decorrelation and config.model.mii_decorrelation"):

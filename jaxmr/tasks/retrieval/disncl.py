@@ -175,30 +175,46 @@ def with_running_moments(optimizer, rate: float):
     )
 
 
-def exclusive_moments_loss(model, img, txt, gate_target):
+def _batch_moments(x, u, p, weights):
+    """The batch values of the running moments: plain means over the pairs (as the runs before
+    `loss.exclusive_weighting` computed them), or means under the normalised `weights`."""
+    if weights is None:
+        n = x.shape[0]
+        mean, moment = (lambda a: jnp.mean(a, 0)), (lambda a, b: a.T @ b / n)
+    else:
+        q = weights.astype(x.dtype)
+        q = q / jnp.maximum(jnp.sum(q), 1e-6)
+        mean, moment = (lambda a: q @ a), (lambda a, b: (a * q[:, None]).T @ b)
+    return {
+        "stat_count": jnp.ones((), x.dtype),
+        "stat_mean_x": mean(x),
+        "stat_mean_u": mean(u),
+        "stat_mean_p": mean(p),
+        "stat_xx": moment(x, x),
+        "stat_pp": moment(p, p),
+        "stat_xp": moment(x, p),
+        "stat_xu": moment(x, u),
+    }
+
+
+def exclusive_moments_loss(model, img, txt, gate_target, weights=None):
     """sum over modalities of 1/2 ||P - T||^2 over the running moments P (`stat_*`) of the
     heads and their batch values T (stop-gradient: x the raw MEI code, u the MII head's
     output, p the partner modality's MII code of the same pairs, every annotated pair
     counted), plus 1/2 (gate_on - gate_target)^2. Its gradient on P is P - T; the codes get
-    none. Returns (loss, logs): the gap, the canonical correlations at the boundary (the
-    k-th kept and the first removed-from-s variate) and the mean squared in-batch
-    correlation of s with x~ (0 when the removal is exact on the batch)."""
+    none. With `weights` (one per pair, e.g. the clean probability) every batch moment is
+    the weighted one, sum_i w_i a_i b_i^T / sum_i w_i: the partner-correlation that picks the
+    shared canonical variates is then read from the pairs believed clean, not diluted by the
+    mismatched ones (`loss.exclusive_weighting="clean"`). Returns (loss, logs): the gap, the
+    canonical correlations at the boundary (the k-th kept and the first removed-from-s
+    variate) and the mean squared in-batch correlation of s with x~ (0 when the removal is
+    exact on the batch)."""
     total, logs = 0.0, {}
     for m, own, other in (("image", img, txt), ("text", txt, img)):
         heads = model.heads(m)
         sg = jax.lax.stop_gradient
         x, u, p = sg(own["x_raw"]), sg(own["u"]), sg(other["s"])
-        n = x.shape[0]
-        target = {
-            "stat_count": jnp.ones((), x.dtype),
-            "stat_mean_x": jnp.mean(x, 0),
-            "stat_mean_u": jnp.mean(u, 0),
-            "stat_mean_p": jnp.mean(p, 0),
-            "stat_xx": x.T @ x / n,
-            "stat_pp": p.T @ p / n,
-            "stat_xp": x.T @ p / n,
-            "stat_xu": x.T @ u / n,
-        }
+        target = _batch_moments(x, u, p, None if weights is None else sg(weights))
         for k, t in target.items():
             total = total + 0.5 * jnp.sum((getattr(heads, k)[...] - t) ** 2)
         total = total + 0.5 * (heads.gate_on[...] - gate_target) ** 2
@@ -356,7 +372,14 @@ def disncl_loss(nets, est, net: str, partner: str, loss_cfg):
             # optimiser's SGD step on this term's gradient), and the removal's gate: 0 during
             # warm-up when `loss.decor_after_warmup` (codes not yet aligned across modalities
             # give arbitrary canonical directions), else 1.
-            gap, extra = exclusive_moments_loss(model, img, txt, fit_on)
+            weighting = loss_cfg.get("exclusive_weighting", "all")
+            if weighting not in ("all", "clean"):
+                raise ValueError(
+                    f"config.loss.exclusive_weighting must be 'all' or 'clean', got {weighting!r}"
+                )
+            gap, extra = exclusive_moments_loss(
+                model, img, txt, fit_on, weights=w if weighting == "clean" else None
+            )
             loss = loss + gap
             extra["excl_moment_gap"] = gap
         if model.mei_decorrelation == "regress":
