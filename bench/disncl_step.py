@@ -79,9 +79,11 @@ def shape_config(shape: str):
     # The PyTorch peer implements the joint soft targets (DisNCL's default before session 5);
     # the directional default differs in two [B, B] softmaxes, nothing the timing can see.
     config.loss.update(soft_form="joint", neighbour_weight=0.1, neighbour_trusted="own")
-    # The peer has no MEI-side decorrelation (DisNCL's default since session 6): the bench
-    # times the model both implement.
+    # The peer has neither the MEI-side decorrelation (DisNCL's default in sessions 6-7) nor
+    # the exclusive residual (the default since session 8): the bench times the model both
+    # implement.
     config.model.mei_decorrelation = "none"
+    config.model.mii_decorrelation = "none"
     if shape == "tiny":
         config.batch_size = 16
         config.model.update(embed_dim=32, word_dim=16, mii_dim=8, mei_dim=8)

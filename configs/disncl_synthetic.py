@@ -6,12 +6,16 @@
 Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:noise=`,
 `:convention=`, `:size=`), plus `:ablation=` for the study:
   none      the full objective: soft targets, L_Dis, and I(s; x) minimised by L_reg
-            (CLUB-sample) together with the MEI code's exact linear decorrelation from the MII
-            code (`model.mei_decorrelation="regress"`, the default since session 6)
+            (CLUB-sample) together with the exact exclusive residual: the MEI code x~
+            without its `model.exclusive_k` = 12 (smoke: 3) canonical variates most
+            correlated with the partner's MII code (CCA on running moments weighted by the
+            clean probability), the MII code the exact linear residual of its head on the
+            remaining variates (`model.mii_decorrelation="exclusive"`,
+            `loss.exclusive_weighting="clean"`; the default since session 8)
   no_dis    without L_Dis and L_reg (matching on MII codes only; no decorrelation)
   no_reg    without anything that minimises I(s; x): no L_reg, no decorrelation
   no_club   without L_reg's CLUB term, the decorrelation kept
-  no_mei_resid  without the decorrelation, L_reg's CLUB term kept (the default of session 5)
+  no_mei_resid  without any decorrelation, L_reg's CLUB term kept (the default of session 5)
   hard      hard (identity, clean-weighted) targets instead of soft many-to-many ones
   joint     the soft targets of the first studies: one target matrix from the joint image +
             caption affinities, rows normalised to 1, lambda = 0.1 (`loss.soft_form="joint"`)
@@ -32,14 +36,15 @@ Same data keys, schedule and variants as configs/ncr_synthetic.py (`:smoke`, `:n
             over clean pairs (`model.mii_decorrelation="predict"`)
   mei_resid the MEI code exactly linearly decorrelated from the MII code: x = L2(a - s D),
             a = L2(W^x h + b), D the fitted least-squares regression of a on the
-            stop-gradient s (`model.mei_decorrelation="regress"`); s is untouched. The
-            default since session 6, so the same as `none` (kept for the study's rows)
+            stop-gradient s (`model.mei_decorrelation="regress"`, no MII-side removal); s is
+            untouched. DisNCL's default in sessions 6-7
   excl      an exclusivity penalty on the MEI code: its squared clean-weighted correlations
             with the partner modality's stop-gradient MII code (`loss.mei_partner_weight=1`)
-  excl_resid  the MEI code made exclusive by removing its `model.exclusive_k` = 24 (smoke: 6)
-            canonical variates most correlated with the partner's MII code (running CCA), and
-            the MII code the exact linear residual on the remaining exclusive variates
-            (`model.mii_decorrelation="exclusive"`), both after warm-up
+  excl_resid  the exclusive residual as first built (session 6): `model.exclusive_k` = 24
+            (smoke: 6) and running moments over every annotated pair
+            (`loss.exclusive_weighting="all"`); the study's rows at K = 16 set the key
+  excl_all  the default's exclusive residual (same K) with moments over every annotated pair
+            instead of clean-weighted ones (`loss.exclusive_weighting="all"`)
   excl_decorr  `excl` and `decorr` together: the MII code is the residual of its head on an
             MEI code pushed to carry no partner-predictable (shared) content
   full_emb  similarity (and the split) on the whole backbone code instead of the MII code
@@ -69,6 +74,7 @@ ABLATIONS = (
     "excl",
     "excl_decorr",
     "excl_resid",
+    "excl_all",
     "full_emb",
     "single",
 )
@@ -87,10 +93,10 @@ def get_config(arg=None):
     config.host_allocator = "system" if a.smoke else "keep"
     if a.ablation not in ABLATIONS:
         raise ValueError(f"ablation must be one of {ABLATIONS}, got {a.ablation!r}")
-    mii_side = ("decorr", "predict", "excl_decorr", "excl_resid")
-    if a.ablation in ("no_dis", "no_reg", "no_mei_resid") + mii_side:
-        # The MII-side decorrelations cannot be combined with the MEI-side one.
-        config.model.mei_decorrelation = "none"
+    # The default's MII-side removal (retrieval_common: "exclusive"), at this benchmark's K.
+    config.model.exclusive_k = 3 if a.smoke else 12
+    if a.ablation in ("no_dis", "no_reg", "no_mei_resid", "mei_resid"):
+        config.model.mii_decorrelation = "none"
     if a.ablation == "no_dis":
         config.loss.lambda_dis = 0.0
         config.loss.lambda_reg = 0.0
@@ -127,8 +133,10 @@ def get_config(arg=None):
         config.loss.mei_partner_weight = 1.0
         config.model.mii_decorrelation = "regress"
     elif a.ablation == "excl_resid":
-        config.model.mii_decorrelation = "exclusive"
         config.model.exclusive_k = 6 if a.smoke else 24
+        config.loss.exclusive_weighting = "all"
+    elif a.ablation == "excl_all":
+        config.loss.exclusive_weighting = "all"
     elif a.ablation == "full_emb":
         config.model.similarity = "full"
     elif a.ablation == "single":

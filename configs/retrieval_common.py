@@ -84,13 +84,18 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             # exclusive = x~ = x without its exclusive_k canonical variates most correlated
             # with the partner's MII code (CCA on running moments), s = L2(u - v G), the exact
             # residual of u on x~'s remaining (exclusive) variates v (docs/disncl.md).
-            mii_decorrelation="none",
-            exclusive_k=24,  # exclusive: partner-correlated variates kept out of x~ (< mei_dim)
+            # DisNCL's default since session 8 is "exclusive" (docs/disncl.md).
+            mii_decorrelation="exclusive" if method == "disncl" else "none",
+            # exclusive: partner-correlated variates kept out of x~ (< mei_dim). 3/16 of
+            # mei_dim, the fraction measured on the offline benchmark (12 of 64); on real
+            # features not measured: the logged boundary correlations are the check.
+            exclusive_k=48,
             exclusive_ridge=1e-3,  # exclusive: CCA's ridge, relative to the mean variance
             # DisNCL: none; regress = x = L2(a - s D), a = L2(W^x h + b): the MEI code's linear
             # decorrelation from the (stop-gradient) MII code by a fitted regression
-            # D = decor_scale * parameter (DisNCL's default since session 6: docs/disncl.md).
-            mei_decorrelation="regress" if method == "disncl" else "none",
+            # D = decor_scale * parameter (DisNCL's default in sessions 6-7: `ablation=
+            # mei_resid`; not combinable with a MII-side decorrelation).
+            mei_decorrelation="none",
             decor_scale=10.0,
         )
     )
@@ -143,8 +148,9 @@ def retrieval_config(method: str) -> ml_collections.ConfigDict:
             # (0.02: a time constant of 50 steps); its gate follows decor_after_warmup.
             exclusive_stat_rate=0.02,
             # the batch moments over every annotated pair ("all") or weighted by the clean
-            # probability ("clean"; 1 for every pair during warm-up)
-            exclusive_weighting="all",
+            # probability ("clean", the default since session 8; 1 for every pair during
+            # warm-up): mismatched pairs dilute the partner correlation that ranks the variates
+            exclusive_weighting="clean",
             # + mei_partner_weight * mean_j sum_k corr(x_m,j, s_partner,k)^2 (clean-weighted,
             # partner's MII code stop-gradient, x_m from the stop-gradient backbone code: only
             # the MEI head is trained by it): pushes shared content out of the MEI code.

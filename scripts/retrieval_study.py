@@ -30,8 +30,8 @@ Every table is rewritten after each finished run.
 Methods map to a config file and its argument: the baselines to configs/ncr_synthetic.py
 (`method=vsepp|infonce|ncr`), DisNCL and its ablations to configs/disncl_synthetic.py
 (`ablation=none|no_dis|no_reg|hard|joint|affinity|mutual|directional|strong|decorr|
-predict|mei_resid|excl|excl_decorr|excl_resid|full_emb|single`); the setting adds `noise=` and
-`convention=`.
+predict|mei_resid|excl|excl_decorr|excl_resid|excl_all|full_emb|single`); the setting adds
+`noise=` and `convention=`.
 
 `--steps_scale=f` shortens (or lengthens) every run by multiplying its schedule in whole
 epochs: the number of epochs, every `loss.*_epoch(s)` key (warm-up, unlabeled start, ...) and
@@ -93,6 +93,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "disncl_excl": ("disncl_synthetic", "ablation=excl"),
     "disncl_excl_decorr": ("disncl_synthetic", "ablation=excl_decorr"),
     "disncl_excl_resid": ("disncl_synthetic", "ablation=excl_resid"),
+    "disncl_excl_all": ("disncl_synthetic", "ablation=excl_all"),
     "disncl_full_emb": ("disncl_synthetic", "ablation=full_emb"),
     "disncl_single": ("disncl_synthetic", "ablation=single"),
 }
@@ -102,9 +103,9 @@ METHOD_NOTES = {
     "ncr": "NCR-style (GMM split, co-teaching, soft margins)",
     "disncl": "DisNCL",
     "disncl_no_dis": "DisNCL without L_Dis and L_reg",
-    "disncl_no_reg": "DisNCL without L_reg (no CLUB term, no MEI decorrelation)",
-    "disncl_no_club": "DisNCL without L_reg's CLUB term (the MEI decorrelation kept)",
-    "disncl_no_mei_resid": "DisNCL without the MEI decorrelation (the default of session 5)",
+    "disncl_no_reg": "DisNCL without L_reg (no CLUB term, no decorrelation)",
+    "disncl_no_club": "DisNCL without L_reg's CLUB term (the decorrelation kept)",
+    "disncl_no_mei_resid": "DisNCL without any decorrelation (the default of session 5)",
     "disncl_hard": "DisNCL with hard targets instead of soft",
     "disncl_affinity": "DisNCL with soft targets gated by absolute affinity (lambda = 1)",
     "disncl_mutual": "DisNCL with soft targets on neighbours both modalities agree on (lambda = 1)",
@@ -113,10 +114,11 @@ METHOD_NOTES = {
     "disncl_strong": "DisNCL with the conditional term 20x and L_reg 10x stronger",
     "disncl_decorr": "DisNCL with the MII code linearly decorrelated from the MEI code",
     "disncl_predict": "DisNCL with the MII code as each modality's linear prediction of the other",
-    "disncl_mei_resid": "DisNCL with the MEI code linearly decorrelated (the default now)",
+    "disncl_mei_resid": "DisNCL with the MEI code linearly decorrelated (sessions 6-7 default)",
     "disncl_excl": "DisNCL with the MEI code's correlation with the partner's MII code penalised",
     "disncl_excl_decorr": "DisNCL with an exclusive MEI code and the MII code decorrelated from it",
-    "disncl_excl_resid": "DisNCL with x made exclusive by running CCA and s its exact residual",
+    "disncl_excl_resid": "DisNCL's exclusive residual as first built (K = 24, every pair)",
+    "disncl_excl_all": "DisNCL with the exclusive residual's moments over every pair",
     "disncl_full_emb": "DisNCL with similarity on the whole embedding instead of the MII code",
     "disncl_single": "DisNCL with one network on its own split (no co-teaching)",
 }

@@ -49,6 +49,8 @@ LEGACY = {
     "loss.soft_form": "joint",  # DisNCL: directional soft targets became the default later
     "loss.neighbour_trusted": "own",  # DisNCL: caption-trusted neighbours likewise
     "model.mei_decorrelation": "none",  # DisNCL: the MEI code's linear removal likewise
+    "model.mii_decorrelation": "none",  # DisNCL: the exclusive residual likewise (session 8)
+    "loss.exclusive_weighting": "all",  # DisNCL: clean-weighted running moments likewise
 }
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 

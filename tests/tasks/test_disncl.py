@@ -17,6 +17,7 @@ from jaxmr.tasks.retrieval.nets import Nets
 from jaxmr.train import loop
 from jaxmr.train import mesh as mesh_lib
 from jaxmr.train import step as step_lib
+from jaxmr.train.record import flatten
 from jaxmr.train.task import Task
 
 
@@ -165,11 +166,13 @@ def test_bad_soft_target_keys_are_named(cache):
 
 
 # Left out for the suite's time: `none` (the smoke runs train it), and the ablations that are
-# only combinations of settings the others build: `mei_resid` (= `none` since session 6),
-# `no_club` (the default's decorrelation with no_reg's lambda_reg = 0), `no_mei_resid`
-# (the decorrelation off, as no_reg and no_dis build it); their configs are checked in
-# test_the_two_decorrelations_are_refused_together_and_the_default_is_mei_side.
-COMBINATIONS = ("none", "mei_resid", "no_club", "no_mei_resid")
+# only combinations of settings the others build: `mei_resid` (built by
+# test_mei_residual_coefficients_are_trained_only_by_their_fit), `no_club` (the default's
+# decorrelation with no_reg's lambda_reg = 0), `no_mei_resid` (the decorrelations off, as
+# no_reg and no_dis build it), `excl_all` (the default's removal with excl_resid's
+# weighting); their configs are checked in
+# test_the_two_decorrelations_are_refused_together_and_the_default_is_the_exclusive_residual.
+COMBINATIONS = ("none", "mei_resid", "no_club", "no_mei_resid", "excl_all")
 
 
 @pytest.mark.parametrize(
@@ -493,17 +496,38 @@ def test_disncl_smoke_trains_and_evaluates(cache, tmp_path):
         assert np.isfinite(metrics[key]), key
 
 
-def test_the_two_decorrelations_are_refused_together_and_the_default_is_mei_side():
-    assert disncl_synthetic.get_config().model.mei_decorrelation == "regress"
-    assert disncl_synthetic.get_config("ablation=no_reg").model.mei_decorrelation == "none"
-    assert disncl_synthetic.get_config("ablation=no_club").loss.lambda_reg == 0.0
-    assert disncl_synthetic.get_config("ablation=no_club").model.mei_decorrelation == "regress"
-    assert disncl_synthetic.get_config("ablation=no_mei_resid").model.mei_decorrelation == "none"
-    assert disncl_synthetic.get_config("ablation=mei_resid").to_dict() == (
-        disncl_synthetic.get_config().to_dict()
-    )
+def test_the_two_decorrelations_are_refused_together_and_the_default_is_the_exclusive_residual():
+    get = disncl_synthetic.get_config
+    default = get()
+    assert default.model.mii_decorrelation == "exclusive"
+    assert default.model.mei_decorrelation == "none"
+    assert default.model.exclusive_k == 12 and get("smoke").model.exclusive_k == 3
+    assert default.loss.exclusive_weighting == "clean"
+    for ablation in ("no_reg", "no_dis", "no_mei_resid"):
+        model = get(f"ablation={ablation}").model
+        assert (model.mii_decorrelation, model.mei_decorrelation) == ("none", "none"), ablation
+    assert get("ablation=no_reg").loss.lambda_reg == 0.0
+    assert get("ablation=no_mei_resid").loss.lambda_reg == default.loss.lambda_reg
+    assert get("ablation=no_club").loss.lambda_reg == 0.0
+    assert get("ablation=no_club").model.mii_decorrelation == "exclusive"
+
+    def changed(arg):
+        flat = lambda c: flatten(c.to_dict())  # noqa: E731
+        new, old = flat(get(arg)), flat(default)
+        return {k: new[k] for k in new if new[k] != old[k]}
+
+    # sessions 6-7's default, and the session-6 form of the removal
+    assert changed("ablation=mei_resid") == {
+        "model.mii_decorrelation": "none",
+        "model.mei_decorrelation": "regress",
+    }
+    assert changed("ablation=excl_resid") == {
+        "model.exclusive_k": 24,
+        "loss.exclusive_weighting": "all",
+    }
+    assert changed("ablation=excl_all") == {"loss.exclusive_weighting": "all"}
     for ablation in ("decorr", "predict", "excl_decorr", "excl_resid"):
-        config = disncl_synthetic.get_config(f"smoke,ablation={ablation}")
+        config = get(f"smoke,ablation={ablation}")
         assert config.model.mei_decorrelation == "none", ablation
     config = disncl_synthetic.get_config("smoke,ablation=decorr")
     config.model.mei_decorrelation = "regress"
