@@ -16,9 +16,11 @@ CLUB conditional q(x_m | s_m) or a density-ratio discriminator per modality):
              (+ decor_fit_weight * the least-squares fit of the coefficients B of
              s = L2(u - x B) when `model.mii_decorrelation="regress"`, or of C in
              s_m = L2(u_m C_m), the prediction of the partner's u, when "predict":
-             docs/disncl.md; with "exclusive", + the running moments' update term
-             `exclusive_moments_loss`, applied by plain SGD at `loss.exclusive_stat_rate`:
-             an exact exponential moving average, `with_running_moments`)
+             docs/disncl.md; with "exclusive", DisNCL's default since session 8, + the
+             running moments' update term `exclusive_moments_loss`, over every pair or
+             weighted by w (`loss.exclusive_weighting`), applied by plain SGD at
+             `loss.exclusive_stat_rate`: an exact exponential moving average,
+             `with_running_moments`)
 Phase order: the encoder phases first (`net_a`, `net_b`), each under the estimator as it was at
 the start of the step, each writing its stop-gradient codes {s, x} per modality to the carry
 (`codes_<net>`); then the estimator phase (run `loss.est_repeats` times per step) fits q (or the
