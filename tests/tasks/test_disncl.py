@@ -480,6 +480,41 @@ def test_clean_weighted_exclusive_moments_are_the_weighted_batch_moments(cache):
         build_task(bad).phases[0].loss_fn(params, batch, ctx)
 
 
+def test_real_feature_recipes_build_the_exclusive_residual_at_their_widths():
+    """The F30K/COCO/CC152K recipes take the default removal at 3/16 of their 256-d MEI code
+    (K = 48, clean-weighted moments); at F30K's widths (2,048-d regions, 1,024-d backbone) the
+    network builds and, with the gate on and full-rank running moments (2,048 synthetic rows
+    in which u depends on x), gives finite codes that the removal changes."""
+    import jax.numpy as jnp
+
+    from configs import disncl_cc152k, disncl_coco, disncl_f30k
+
+    for recipe in (disncl_f30k, disncl_coco, disncl_cc152k):
+        config = recipe.get_config()
+        assert config.model.mii_decorrelation == "exclusive"
+        assert config.model.mei_decorrelation == "none"
+        assert config.model.exclusive_k * 16 == config.model.mei_dim * 3
+        assert config.loss.exclusive_weighting == "clean"
+    nets = Nets(config.model, 2048, 40, ("net_a",), disentangled=True)
+    params = nets.init(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.normal(size=(16, 36, 2048)), jnp.float32)
+    before = nets.bind(params, "net_a").image_codes(images)
+    x = rng.normal(size=(2048, 256))
+    u = x @ rng.normal(size=(256, 256)) / 16 + 0.1 * rng.normal(size=(2048, 256))
+    p = x + rng.normal(size=(2048, 256))
+    moments = dict(stat_count=1.0, stat_mean_x=x.mean(0), stat_mean_u=u.mean(0),
+                   stat_mean_p=p.mean(0), stat_xx=x.T @ x / 2048, stat_pp=p.T @ p / 2048,
+                   stat_xp=x.T @ p / 2048, stat_xu=x.T @ u / 2048, gate_on=1.0)  # fmt: skip
+    params["net_a"]["image_heads"].update(
+        {k: jnp.asarray(v, jnp.float32) for k, v in moments.items()}
+    )
+    after = nets.bind(params, "net_a").image_codes(images)
+    assert after["s"].shape == (16, 256) and after["x"].shape == (16, 256)
+    assert all(np.isfinite(np.asarray(after[k])).all() for k in ("s", "x"))
+    assert np.abs(np.asarray(after["s"]) - np.asarray(before["s"])).max() > 1e-2
+
+
 def test_both_decorrelations_at_once_are_refused(cache):
     config = _config(cache, "smoke,ablation=decorr", **{"model.mei_decorrelation": "regress"})
     with pytest.raises(ValueError, match="mei_decorrelation and config.model.mii_decorrelation"):

@@ -170,7 +170,8 @@ def heldout_mlp_mi(a: np.ndarray, b: np.ndarray, *, seed: int = 0) -> float:
     by a one-hidden-layer MLP (`heldout_mlp_r2`), same row split. Never below the linear
     estimate; still a lower estimate, since an MLP fitted on a few hundred rows finds only
     strong nonlinear dependence. It matters where a code is linearly decorrelated from the
-    other by construction (`model.mei_decorrelation`), which zeroes the linear estimate."""
+    other by construction (`model.mii_decorrelation="exclusive"`, DisNCL's default, or
+    `model.mei_decorrelation`), which zeroes the linear estimate."""
     r2 = np.maximum(heldout_r2(a, b, seed=seed), heldout_mlp_r2(a, b, seed=seed))
     r2 = np.clip(r2, 0.0, 0.999)
     return float(-0.5 * np.sum(np.log1p(-r2)))
