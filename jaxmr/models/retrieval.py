@@ -139,8 +139,8 @@ class GRUTextEncoder(nnx.Module):
         # The two `nnx.RNN`s hold the parameters (their layout is the checkpoints'); the
         # fused recurrence computes what they compute, faster. Time-major from the tokens on.
         fw, bw = gru_cell_weights(self.forward_rnn.cell), gru_cell_weights(self.backward_rnn.cell)
-        xp = project_tokens(tokens.T, self.embed.embedding[...], fw, bw)  # [L, B, 6D]
-        fwd, bwd, fwd_last, bwd_last = bigru_projected(xp, lengths, fw["w_h"], bw["w_h"])
+        xs = project_tokens(tokens.T, self.embed.embedding[...], fw, bw)  # 6 x [L, B, D]
+        fwd, bwd, fwd_last, bwd_last = bigru_projected(xs, lengths, fw["w_h"], bw["w_h"])
         return jnp.swapaxes(fwd, 0, 1), jnp.swapaxes(bwd, 0, 1), fwd_last, bwd_last, mask
 
     def _directions_reference(self, tokens: jax.Array, lengths: jax.Array):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxmr.models.gru import bidirectional_gru, gru_cell_weights, project_tokens
+from jaxmr.models.gru import bidirectional_gru, gate_inputs, gru_cell_weights, project_tokens
 from jaxmr.models.retrieval import GRUTextEncoder
 
 # Lengths from 1 to the padded length, the longest below it (the loop then stops early) and a
@@ -142,5 +142,8 @@ def test_projected_tokens_equal_embedding_then_projection(vocab):
     got = project_tokens(tokens, enc.embed.embedding[...], fw, bw)
     x = enc.embed(tokens)
     want = jnp.concatenate([x @ fw["w_i"] + fw["b_i"], x @ bw["w_i"] + bw["b_i"]], axis=-1)
-    assert got.shape == (3, 4, 48)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert [g.shape for g in got] == [(3, 4, 8)] * 6
+    # Gate by gate: forward r, z, n, then backward r, z, n, as `gate_inputs` splits them.
+    np.testing.assert_allclose(jnp.concatenate(got, axis=-1), want, rtol=1e-5, atol=1e-6)
+    for g, w in zip(got, gate_inputs(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
