@@ -18,11 +18,11 @@ the state after each sequence's last valid step), with the same parameters, but
 * the backward direction needs no per-sequence flip: its state stays at zero until it reaches
   the sequence's last valid word, which is what starting the reversed sequence there gives;
 * the gradient is hand-written (`jax.custom_vjp`): its loop carries the state's cotangent
-  and the recurrent weights' gradient, adding h_{k-1}^T dA_k at every step (one small
-  matmul that runs beside the step's other work; summed in one [D, L B] x [L B, 3D] matmul
-  after the loop instead, the padded length's worth of it ran on one core and needed the
-  gates' cotangents concatenated and transposed first, which cost more), and stacks the
-  gates' input cotangents per gate.
+  and stacks the gates' input cotangents per gate; the recurrent weights' gradient
+  sum_k h_{k-1}^T dA_k is added at every step inside the loop up to D = 256 (one small
+  matmul that runs beside the step's other work; at D = 128 this beat one matmul over all
+  steps after the loop, which needed the gates' cotangents concatenated and transposed
+  first) and is one matmul after the loop above it (at D = 1,024 the big matmul wins).
 
 The GRU (`GRUCell`'s gate order r, z, n; no recurrent bias):
   r = sigmoid(x W_ir + b_ir + h W_hr),  z = sigmoid(x W_iz + b_iz + h W_hz)
@@ -104,12 +104,20 @@ def _bigru_fwd(w_f, w_b, xs, lengths, steps):
     return (out_f, out_b, hf_last, hb_last), res
 
 
+# Up to this width the recurrent weights' gradient is summed inside the backward loop, one
+# small matmul per step; wider, in one matmul over all steps after it (at D = 128 the loop
+# form made the text encoder's forward + backward ~1.3x faster, at D = 1,024 ~5% slower:
+# `docs/performance.md`, "DisNCL step").
+LOOP_WEIGHT_GRAD_MAX_DIM = 256
+
+
 def _bigru_bwd(res, cotangents):
     w_f, w_b, lengths, steps, out_f, out_b, res_f, res_b = res
     d_out_f, d_out_b, d_last_f, d_last_b = cotangents
     seq, b, d = out_f.shape
     w_f_t, w_b_t = w_f.T, w_b.T
     zero_row = jnp.zeros((b, d), out_f.dtype)
+    in_loop = d <= LOOP_WEIGHT_GRAD_MAX_DIM
 
     def body(j, carry):
         dh_f, dh_b, da_f, da_b, gw_f, gw_b = carry
@@ -123,14 +131,23 @@ def _bigru_bwd(res, cotangents):
         dh_b, a_b, dhh_b = _cell_bwd(w_b_t, dh_b + _get(d_out_b, tb), tb < lengths, hp_b, gates_b)
         da_f = tuple(_put(buf, a, k) for buf, a in zip(da_f, a_f, strict=True))
         da_b = tuple(_put(buf, a, tb) for buf, a in zip(da_b, a_b, strict=True))
-        gw_f = gw_f + hp_f.T @ dhh_f
-        gw_b = gw_b + hp_b.T @ dhh_b
+        if in_loop:
+            gw_f = gw_f + hp_f.T @ dhh_f
+            gw_b = gw_b + hp_b.T @ dhh_b
         return dh_f, dh_b, da_f, da_b, gw_f, gw_b
 
     zeros = jnp.zeros((seq, b, d), out_f.dtype)
-    gw0 = jnp.zeros_like(w_f)
+    gw0 = jnp.zeros_like(w_f) if in_loop else None
     init = (d_last_f, d_last_b, (zeros,) * 3, (zeros,) * 3, gw0, gw0)
     _, _, da_f, da_b, d_w_f, d_w_b = jax.lax.fori_loop(0, steps, body, init)
+    if not in_loop:
+        # sum_t h_prev(t)^T d hh(t): the state before the forward step t is out_f[t - 1],
+        # before the backward step t out_b[t + 1]; both start from zero, and rows past
+        # `steps` hold zeros. d hh = (da_r, da_z, da_n * r).
+        dhh_f = jnp.concatenate([da_f[0], da_f[1], da_f[2] * res_f[0]], axis=-1)
+        dhh_b = jnp.concatenate([da_b[0], da_b[1], da_b[2] * res_b[0]], axis=-1)
+        d_w_f = jnp.einsum("tbd,tbe->de", out_f[:-1], dhh_f[1:])
+        d_w_b = jnp.einsum("tbd,tbe->de", out_b[1:], dhh_b[:-1])
     return d_w_f, d_w_b, (*da_f, *da_b), None, None
 
 
@@ -159,7 +176,8 @@ def project_tokens(
     if embedding.shape[0] < tokens.size:
         table = embedding @ w_i + b_i
         return tuple(jnp.take(table[:, g * d : (g + 1) * d], tokens, axis=0) for g in range(6))
-    return gate_inputs(jnp.take(embedding, tokens, axis=0) @ w_i + b_i)
+    x = jnp.take(embedding, tokens, axis=0)
+    return tuple(x @ w_i[:, g * d : (g + 1) * d] + b_i[g * d : (g + 1) * d] for g in range(6))
 
 
 def gate_inputs(xp: jax.Array) -> tuple[jax.Array, ...]:
