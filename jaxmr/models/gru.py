@@ -58,7 +58,7 @@ def _cell_bwd(w_h_t, g, valid, h_prev, gates):
     """Cotangents of one step, g = d loss / d h_k: (d h_{k-1}, (da_r, da_z, da_n))."""
     r, z, n, hh_n = gates
     v = valid[:, None]
-    gv = jnp.where(v, g, 0.0)
+    gv = jnp.where(v, g, 0.0)  # the step's own update, if it happened
     da_n = gv * (1.0 - z) * (1.0 - n * n)
     da_r = da_n * hh_n * r * (1.0 - r)
     da_z = gv * (h_prev - n) * z * (1.0 - z)
@@ -81,7 +81,7 @@ def _run_forward(w_f, w_b, xs, lengths, steps):
 
     def body(k, carry):
         hf, hb, out_f, out_b, res_f, res_b = carry
-        tb = steps - 1 - k
+        tb = steps - 1 - k  # the backward direction's position at loop step k
         hf, gates_f = _cell(w_f, *(_get(x, k) for x in xs[:3]), hf, k < lengths)
         hb, gates_b = _cell(w_b, *(_get(x, tb) for x in xs[3:]), hb, tb < lengths)
         res_f = tuple(_put(r, g, k) for r, g in zip(res_f, gates_f, strict=True))
@@ -121,7 +121,7 @@ def _bigru_bwd(res, cotangents):
 
     def body(j, carry):
         dh_f, dh_b, da_f, da_b, gw_f, gw_b = carry
-        k = steps - 1 - j
+        k = steps - 1 - j  # the forward direction's position; the backward one's is tb
         tb = j
         hp_f = jnp.where(k > 0, _get(out_f, jnp.maximum(k - 1, 0)), zero_row)
         hp_b = jnp.where(tb + 1 < seq, _get(out_b, jnp.minimum(tb + 1, seq - 1)), zero_row)
@@ -172,17 +172,17 @@ def project_tokens(
     projected once and the tokens' rows gathered, (E W_i + b_i)[tokens]: the same numbers,
     V / (L B) of the matmul work and of its gradient's."""
     w_i, b_i = _concat_weights(forward, backward)
-    d = forward["w_h"].shape[0]
     if embedding.shape[0] < tokens.size:
-        table = embedding @ w_i + b_i
-        return tuple(jnp.take(table[:, g * d : (g + 1) * d], tokens, axis=0) for g in range(6))
+        return tuple(jnp.take(t, tokens, axis=0) for t in gate_inputs(embedding @ w_i + b_i))
+    # One matmul per gate, not one [.., 6D] result sliced (slicing copies, ~5% slower at D = 1,024).
     x = jnp.take(embedding, tokens, axis=0)
-    return tuple(x @ w_i[:, g * d : (g + 1) * d] + b_i[g * d : (g + 1) * d] for g in range(6))
+    return tuple(x @ w + b for w, b in zip(gate_inputs(w_i), gate_inputs(b_i), strict=True))
 
 
 def gate_inputs(xp: jax.Array) -> tuple[jax.Array, ...]:
-    """A [..., 6D] projection (forward r, z, n, then backward r, z, n) as six [..., D] arrays,
-    the layout `bigru_projected` reads."""
+    """A [..., 6D] array (forward r, z, n, then backward r, z, n along the last axis: a
+    projection, or the concatenated input weights and biases) as six [..., D] arrays, the
+    layout `bigru_projected` reads."""
     d = xp.shape[-1] // 6
     return tuple(xp[..., g * d : (g + 1) * d] for g in range(6))
 

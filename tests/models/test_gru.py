@@ -155,3 +155,13 @@ def test_projected_tokens_equal_embedding_then_projection(vocab):
     np.testing.assert_allclose(jnp.concatenate(got, axis=-1), want, rtol=1e-5, atol=1e-6)
     for g, w in zip(got, gate_inputs(want), strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_bigru_projected_names_bad_gate_inputs():
+    """A [L, B, 6D] projection passed whole (the layout before the per-gate split) is refused
+    with the shapes it got."""
+    xp = jnp.zeros((4, 3, 48))
+    with pytest.raises(ValueError, match=r"six \[L, B, D\] gate inputs.*\(4, 3, 48\)"):
+        gru_module.bigru_projected(
+            (xp,), jnp.array([4, 2, 1]), jnp.zeros((8, 24)), jnp.zeros((8, 24))
+        )
